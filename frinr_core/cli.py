@@ -1,0 +1,92 @@
+"""The `frinr` command: one tyro-parsed subcommand per runner, presets applied before flags.
+
+Subcommands of other packages (the nerfstudio plugin's `compare`, `export`, `make-scene`) register
+through the ``frinr.commands`` entry-point group, so this core never imports them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any
+
+import tyro
+from rich.console import Console
+
+from frinr_core import presets
+
+
+@dataclass(frozen=True)
+class Command:
+    """A `frinr` subcommand: a dataclass config parsed by tyro, and the function that runs it."""
+
+    config: type
+    run: Callable[[Any], object]
+    summary: str
+
+
+@dataclass
+class PresetsConfig:
+    """List the presets in configs/ with their one-line descriptions."""
+
+    task: str | None = None
+    """Only presets for this subcommand."""
+
+
+def list_presets(config: PresetsConfig) -> None:
+    rows = [p for p in presets.all_presets() if config.task in (None, p.task)]
+    width = max((len(p.name) for p in rows), default=0)
+    for preset in rows:
+        print(f"{preset.name:<{width}}  [{preset.task}]  {preset.description}")
+
+
+def commands() -> dict[str, Command]:
+    from frinr_core.tasks import fit2d
+
+    found = {
+        "fit2d": Command(fit2d.Fit2dConfig, fit2d.run, "fit an image (the paper's 2D experiment)"),
+        "presets": Command(PresetsConfig, list_presets, "list presets with their descriptions"),
+    }
+    for entry in entry_points(group="frinr.commands"):
+        found[entry.name] = entry.load()
+    return found
+
+
+def _print_help(available: dict[str, Command]) -> None:
+    print("usage: frinr COMMAND [--preset NAME | --config FILE] [FLAGS]   (frinr COMMAND --help for flags)\n")
+    print("commands:")
+    for name, command in available.items():
+        print(f"  {name:<12} {command.summary}")
+    print("\npresets (--preset NAME):")
+    list_presets(PresetsConfig())
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    available = commands()
+    if not argv or argv[0] in ("-h", "--help"):
+        _print_help(available)
+        return 0
+    name, args = argv[0], argv[1:]
+    if name not in available:
+        print(f"frinr: error: unknown command {name!r}; choose from {', '.join(available)}", file=sys.stderr)
+        return 2
+    command = available[name]
+    try:
+        default = presets.defaults_from_argv(command.config(), name, args)
+        config = tyro.cli(command.config, default=default, args=args, prog=f"frinr {name}")
+        command.run(config)
+    except ValueError as error:  # InputError and invalid settings (e.g. FourierLinear arguments)
+        if os.environ.get("FRINR_DEBUG"):
+            raise
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        Console(stderr=True).print(f"frinr {name}: error: {message}", markup=False, highlight=False)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

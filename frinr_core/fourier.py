@@ -1,0 +1,173 @@
+"""Fourier reparameterized linear layer (Shi, Zhou & Gu, CVPR 2024).
+
+The weight of an FR layer is ``W = coeffs @ bases``: a fixed matrix of cosine bases ``B`` (M × in) and
+learnable coefficients ``Λ`` (out × M). Training Λ instead of W reshapes the gradient flow so that the
+network learns high frequencies sooner (less spectral bias). After training, W is an ordinary matrix:
+:func:`fold_fourier_layers` turns every FR layer into a ``torch.nn.Linear``, so FR costs nothing at
+inference.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+
+def _check_positive_int(name: str, value: int, minimum: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _check_positive_float(name: str, value: float) -> None:
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+
+
+def fourier_bases(in_features: int, low_freqs: int, high_freqs: int, phases: int, alpha: float) -> Tensor:
+    """The fixed basis matrix B, shape ``((low_freqs + high_freqs) * phases, in_features)``.
+
+    Row ``(f, φ)`` is ``alpha * cos(f * x + φ)`` at ``x = linspace(-T/2, T/2, in_features)`` with
+    ``T = 2π / min(f)``: the lowest frequency completes exactly one period across the input axis.
+    Rows are ordered low frequencies ``1/L … 1`` first, then high ``1 … H``, each over all phases.
+    """
+    freqs = torch.cat(
+        [torch.arange(1, low_freqs + 1, dtype=torch.float64) / low_freqs, torch.arange(1, high_freqs + 1).double()]
+    )
+    phis = 2 * math.pi * torch.arange(phases, dtype=torch.float64) / phases
+    period = 2 * math.pi / freqs.min()
+    x = torch.linspace(-period / 2, period / 2, in_features, dtype=torch.float64)
+    angles = freqs[:, None, None] * x[None, None, :] + phis[None, :, None]  # (F, P, in)
+    return (alpha * torch.cos(angles)).reshape(-1, in_features).float()
+
+
+class _CachedWeightLinear(torch.autograd.Function):
+    """``y = x Wᵀ + b`` with a precomputed ``W = Λ B``, differentiating into Λ directly.
+
+    Reusing one W across calls cannot share an autograd graph (a second ``backward`` would find it freed),
+    so each call gets its own node whose backward is the chain rule through ``W = Λ B``:
+    ``dΛ = (gᵀ x) Bᵀ`` — exactly the gradient of the uncached computation.
+    """
+
+    @staticmethod
+    def forward(x: Tensor, coeffs: Tensor, bias: Tensor, weight: Tensor, bases: Tensor) -> Tensor:
+        return nn.functional.linear(x, weight, bias)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        x, _, _, weight, bases = inputs
+        ctx.save_for_backward(x, weight, bases)
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        x, weight, bases = ctx.saved_tensors
+        grad_x = grad_coeffs = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            grad_x = grad_out @ weight.to(grad_out.dtype)
+        flat_grad = grad_out.reshape(-1, grad_out.shape[-1])  # (N, out)
+        if ctx.needs_input_grad[1]:
+            grad_weight = flat_grad.T @ x.reshape(-1, x.shape[-1]).to(flat_grad.dtype)  # (out, in)
+            grad_coeffs = grad_weight.to(bases.dtype) @ bases.T  # (out, M)
+        if ctx.needs_input_grad[2]:
+            grad_bias = flat_grad.sum(0).to(weight.dtype)
+        return grad_x, grad_coeffs, grad_bias, None, None
+
+
+class FourierLinear(nn.Module):
+    """A linear layer whose weight is ``coeffs @ bases`` (Fourier reparameterized training).
+
+    Only ``coeffs`` (out × M) and ``bias`` (out) are parameters; ``bases`` (M × in) is a non-persistent
+    buffer rebuilt from the constructor arguments, so checkpoints hold just what was trained.
+
+    Args:
+        in_features, out_features: as ``nn.Linear``.
+        low_freqs: L, the number of low frequencies ``1/L, 2/L, …, 1``.
+        high_freqs: H, the number of high frequencies ``1, 2, …, H``.
+        phases: P, phases ``2πp/P`` per frequency; M = (L + H)·P bases.
+        alpha: amplitude of every basis (paper: 0.05 for ReLU, 0.01 for sine networks).
+        omega0: for sine networks, the init range is divided by it as in SIREN.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        low_freqs: int = 128,
+        high_freqs: int = 128,
+        phases: int = 32,
+        alpha: float = 0.05,
+        omega0: float | None = None,
+    ) -> None:
+        super().__init__()
+        _check_positive_int("in_features", in_features, minimum=2)
+        _check_positive_int("out_features", out_features)
+        _check_positive_int("low_freqs", low_freqs, minimum=0)
+        _check_positive_int("high_freqs", high_freqs, minimum=0)
+        _check_positive_int("phases", phases)
+        if low_freqs + high_freqs == 0:
+            raise ValueError("low_freqs + high_freqs must be >= 1: an FR layer needs at least one frequency")
+        _check_positive_float("alpha", alpha)
+        if omega0 is not None:
+            _check_positive_float("omega0", omega0)
+        self.in_features, self.out_features = in_features, out_features
+        self.low_freqs, self.high_freqs, self.phases = low_freqs, high_freqs, phases
+        self.alpha, self.omega0 = alpha, omega0
+
+        bases = fourier_bases(in_features, low_freqs, high_freqs, phases, alpha)  # (M, in)
+        self.register_buffer("bases", bases, persistent=False)
+        num_bases = self.bases.shape[0]
+        bound = math.sqrt(6 / num_bases) / self.bases.norm(dim=1)  # (M,): one range per basis (column of Λ)
+        if omega0 is not None:
+            bound = bound / omega0
+        self.coeffs = nn.Parameter((torch.rand(out_features, num_bases) * 2 - 1) * bound)
+        self.bias = nn.Parameter(torch.zeros(out_features))
+        self._cache: tuple[tuple, Tensor] | None = None
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, low_freqs={self.low_freqs}, "
+            f"high_freqs={self.high_freqs}, phases={self.phases}, alpha={self.alpha}, omega0={self.omega0}"
+        )
+
+    def _cache_key(self) -> tuple:
+        # Optimizer steps, load_state_dict and DDP broadcasts modify coeffs in place (bumping _version);
+        # .to()/.cuda() swap the storage (data_ptr). Either invalidates the cached weight.
+        c = self.coeffs
+        return (c.data_ptr(), c._version, c.device, c.dtype, self.bases.data_ptr())
+
+    @property
+    def weight(self) -> Tensor:
+        """W = Λ·B (out × in), computed once per coefficient update and detached (gradients go via forward)."""
+        key = self._cache_key()
+        if self._cache is None or self._cache[0] != key:
+            with torch.no_grad():
+                self._cache = (key, self.coeffs @ self.bases)
+        return self._cache[1]
+
+    def forward(self, x: Tensor) -> Tensor:  # (..., in) -> (..., out)
+        if torch._C._functorch.is_functorch_wrapped_tensor(self.coeffs):
+            # torch.func transforms (vmap/jacrev over parameters) need the plain differentiable expression.
+            return nn.functional.linear(x, self.coeffs @ self.bases, self.bias)
+        return _CachedWeightLinear.apply(x, self.coeffs, self.bias, self.weight, self.bases)
+
+    def fold(self) -> nn.Linear:
+        """A plain ``nn.Linear`` computing the same function, for deployment."""
+        linear = nn.Linear(self.in_features, self.out_features, device=self.coeffs.device, dtype=self.coeffs.dtype)
+        with torch.no_grad():
+            linear.weight.copy_(self.coeffs @ self.bases)
+            linear.bias.copy_(self.bias)
+        return linear
+
+
+def fold_fourier_layers(module: nn.Module) -> nn.Module:
+    """Replace every :class:`FourierLinear` inside ``module`` by its folded ``nn.Linear``, in place.
+
+    Returns ``module`` (or the folded layer itself when ``module`` is a FourierLinear).
+    """
+    if isinstance(module, FourierLinear):
+        return module.fold()
+    for name, child in module.named_children():
+        setattr(module, name, fold_fourier_layers(child))
+    return module

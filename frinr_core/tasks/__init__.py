@@ -1,0 +1,1 @@
+"""Runners: each turns a target signal into trained baseline/FR networks, metrics and figures."""

@@ -1,0 +1,1 @@
+"""frinr_nerfstudio: nerfstudio methods whose MLP heads use Fourier reparameterized layers."""
