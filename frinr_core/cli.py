@@ -14,7 +14,6 @@ from importlib.metadata import entry_points
 from typing import Any
 
 import tyro
-from rich.console import Console
 
 from frinr_core import presets
 
@@ -83,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("FRINR_DEBUG"):
             raise
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        Console(stderr=True).print(f"frinr {name}: error: {message}", markup=False, highlight=False)
+        print(f"frinr {name}: error: {message}", file=sys.stderr)
         return 2
     return 0
 

@@ -42,7 +42,7 @@ def load_image(path: Path | None, size: int | None = None) -> Tensor:
             pixels = iio.imread(path)
         except Exception as error:  # imageio raises many types for undecodable files
             reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-            raise InputError(f"cannot read image {path}: {reason}") from None
+            raise InputError(f"cannot read image {path}: not a readable PNG/JPEG/TIFF ({reason})") from None
     pixels = np.asarray(pixels)
     if pixels.ndim == 3 and pixels.shape[-1] > 4 and pixels.shape[0] <= 4:
         pixels = pixels[0]  # multi-page TIFF or animated image: first frame

@@ -91,11 +91,13 @@ def fit(
     metric: str = "psnr",
     loss_fn: Callable[[Tensor, Tensor], Tensor] = nn.functional.mse_loss,
     description: str = "train",
+    after_step: Callable[[int], None] | None = None,
 ) -> FitResult:
     """Optimise ``model`` on ``batch(generator) -> (inputs, targets)`` for ``options.steps`` Adam steps.
 
     ``evaluate()`` is called every ``eval_every`` steps and at the end to draw the learning curve; it runs
-    under ``torch.no_grad`` and its time is not counted in ``seconds``.
+    under ``torch.no_grad`` and its time is not counted in ``seconds``. ``after_step(step)`` is called after
+    every step, untimed, for measurements at chosen steps (e.g. the empirical NTK in fit1d).
     """
     steps = options.steps
     eval_every = options.eval_every or max(1, steps // 20)
@@ -129,6 +131,8 @@ def fit(
                 with torch.no_grad():
                     result.curve.append((step, evaluate()))
                 shown["metric"] = f"{metric} {result.curve[-1][1]:.3f}"
+            if after_step is not None:
+                after_step(step)
             progress.update(task, advance=1, loss=result.final_loss, **shown)
     return result
 
