@@ -18,8 +18,8 @@ def machine() -> str:
     return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
 
 
-def write_section(name: str, title: str, body: str) -> None:
-    """Replace (or append) the section ``name`` with ``body``, stamped with the command and machine."""
+def write_section(name: str, title: str, body: str, path: Path = BENCHMARKS) -> None:
+    """Replace (or append) the section ``name`` of ``path`` with ``body``, stamped with the command and machine."""
     module = "benchmarks." + Path(sys.argv[0]).stem
     command = " ".join([".venv/bin/python -m", module, *map(shlex.quote, sys.argv[1:])])
     stamp = time.strftime("%Y-%m-%d")
@@ -27,8 +27,8 @@ def write_section(name: str, title: str, body: str) -> None:
         f"<!-- bench:{name} -->\n## {title}\n\n`{command}` — {stamp}, {machine()}\n\n{body.strip()}\n"
         f"<!-- /bench:{name} -->"
     )
-    text = BENCHMARKS.read_text() if BENCHMARKS.exists() else "# Benchmarks\n\nEach section: the command that wrote it.\n"
+    text = path.read_text() if path.exists() else "# Benchmarks\n\nEach section: the command that wrote it.\n"
     pattern = re.compile(rf"<!-- bench:{name} -->.*?<!-- /bench:{name} -->", re.S)
     text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip() + "\n\n" + section
-    BENCHMARKS.write_text(text.rstrip() + "\n")
+    path.write_text(text.rstrip() + "\n")
     print(section)

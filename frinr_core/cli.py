@@ -43,10 +43,12 @@ def list_presets(config: PresetsConfig) -> None:
 
 
 def commands() -> dict[str, Command]:
-    from frinr_core.tasks import fit2d
+    from frinr_core.tasks import fit1d, fit2d, occupancy
 
     found = {
+        "fit1d": Command(fit1d.Fit1dConfig, fit1d.run, "fit a 1D signal, per-frequency error and NTK spectra"),
         "fit2d": Command(fit2d.Fit2dConfig, fit2d.run, "fit an image (the paper's 2D experiment)"),
+        "occupancy": Command(occupancy.OccupancyConfig, occupancy.run, "fit a 3D occupancy volume, IoU and meshes"),
         "presets": Command(PresetsConfig, list_presets, "list presets with their descriptions"),
     }
     for entry in entry_points(group="frinr.commands"):

@@ -147,8 +147,9 @@ class FourierLinear(nn.Module):
         return self._cache[1]
 
     def forward(self, x: Tensor) -> Tensor:  # (..., in) -> (..., out)
-        if torch._C._functorch.is_functorch_wrapped_tensor(self.coeffs):
-            # torch.func transforms (vmap/jacrev over parameters) need the plain differentiable expression.
+        wrapped = torch._C._functorch.is_functorch_wrapped_tensor
+        if wrapped(self.coeffs) or wrapped(x):
+            # torch.func transforms (vmap/jacrev over parameters or inputs) need the plain differentiable expression.
             return nn.functional.linear(x, self.coeffs @ self.bases, self.bias)
         return _CachedWeightLinear.apply(x, self.coeffs, self.bias, self.weight, self.bases)
 

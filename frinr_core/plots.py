@@ -13,14 +13,20 @@ import numpy as np  # noqa: E402
 
 def curves(path: Path, series: dict[str, list[tuple[float, float]]], xlabel: str, ylabel: str) -> None:
     """One line per named series of (x, y) points."""
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name, points in series.items():
-        xs, ys = zip(*points, strict=True) if points else ((), ())
-        ax.plot(xs, ys, label=name)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.3)
-    ax.legend()
+    curve_panels(path, [(xlabel, ylabel, series)])
+
+
+def curve_panels(path: Path, panels: list[tuple[str, str, dict[str, list[tuple[float, float]]]]]) -> None:
+    """Side-by-side panels of (xlabel, ylabel, {name: [(x, y), ...]}), one line per series."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
+    for ax, (xlabel, ylabel, series) in zip(axes[0], panels, strict=True):
+        for name, points in series.items():
+            xs, ys = zip(*points, strict=True) if points else ((), ())
+            ax.plot(xs, ys, label=name)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
