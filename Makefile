@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(BIN)/frinr fit2d --preset demo --out outputs/demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

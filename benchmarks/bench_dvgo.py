@@ -1,0 +1,141 @@
+"""frinr-dvgo vs frinr-dvgo-baseline vs frinr-ngp on lego after the same wall-clock budget, on this CPU.
+
+Each method trains in its own process through :mod:`frinr_nerfstudio.budgeted` (same seed, same budget,
+evaluated on the test split); the DVGO methods use :func:`cpu_recipe`, DVGO's schedule shrunk to what a
+CPU does in minutes (DVGO's defaults — 25k steps of 8192 rays on 100³/160³ grids — take hours here).
+Reports test PSNR / SSIM, train rays/s, seconds per step (FR / baseline ratio, target ≤ 1.05×) and peak memory.
+
+    .venv/bin/python -m benchmarks.bench_dvgo --minutes 10 --scenes lego_100 lego_200
+    .venv/bin/python -m benchmarks.bench_dvgo --minutes 0.5 --scenes lego_100 --no-write   # smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from nerfstudio.engine.callbacks import TrainingCallbackLocation
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+METHODS = ("frinr-dvgo", "frinr-dvgo-baseline", "frinr-ngp")
+
+
+def cpu_recipe(config) -> None:
+    """DVGO's coarse-to-fine schedule for a few CPU minutes: 1024 rays per step, 48³ coarse grid for 100 steps
+    (alpha_init 1e-4 so that geometry appears within them), then a fine grid doubling twice to 80³."""
+    model = config.pipeline.model
+    config.pipeline.datamanager.train_num_rays_per_batch = 1024
+    model.coarse.voxels, model.coarse.alpha_init, model.coarse_steps = 48**3, 1e-4, 100
+    model.fine.voxels, model.upscale_steps, model.mask_resolution = 80**3, (50, 100), 80
+    model.mask_update_every = 100
+
+
+def run_one(argv: list[str]) -> int:
+    """One budgeted run (``python -m benchmarks.bench_dvgo run --method ... <budgeted options>``)."""
+    from frinr_nerfstudio import budgeted
+
+    configure = budgeted.configure
+
+    def with_recipe(run):
+        config = configure(run)
+        if run.method.startswith("frinr-dvgo"):
+            cpu_recipe(config)
+        return config
+
+    budgeted.configure = with_recipe
+    return budgeted.main(argv)
+
+
+def step_overhead(scene: Path, steps: int) -> str:
+    """FR / baseline fine-stage step time, interleaved in one process so machine load hits both alike."""
+    import copy
+    import statistics
+    import time
+
+    from nerfstudio.configs.method_configs import all_methods
+    from nerfstudio.data.dataparsers.blender_dataparser import BlenderDataParserConfig
+
+    trainers = {}
+    for method in METHODS[:2]:
+        config = copy.deepcopy(all_methods[method])
+        config.set_timestamp()
+        config.output_dir, config.vis = Path("outputs/bench_dvgo/overhead"), "tensorboard"
+        config.pipeline.datamanager.dataparser = BlenderDataParserConfig(data=scene)
+        cpu_recipe(config)
+        config.pipeline.model.coarse_steps, config.pipeline.model.upscale_steps = 0, ()  # fine stage at 80^3
+        trainer = config.setup(local_rank=0, world_size=1)
+        trainer.setup()
+        trainers[method] = trainer
+    times = {method: [] for method in trainers}
+    for step in range(steps + 2):  # two warm-up steps each
+        for method, trainer in trainers.items():
+            for callback in trainer.callbacks:
+                callback.run_callback_at_location(step, TrainingCallbackLocation.BEFORE_TRAIN_ITERATION)
+            start = time.perf_counter()
+            trainer.train_iteration(step)
+            if step >= 2:
+                times[method].append(time.perf_counter() - start)
+    fr, base = (statistics.median(times[m]) for m in METHODS[:2])
+    return (
+        f"Fine-stage step (80³ grids, 1024 rays, median of {steps} interleaved): FR {fr:.3f} s, "
+        f"baseline {base:.3f} s, ratio {fr / base:.3f}× (target ≤ 1.05×)"
+    )
+
+
+def table(results: list[dict]) -> str:
+    rows = ["| scene | method | test PSNR | SSIM | steps | train rays/s | s / step | peak MB |", "|---" * 8 + "|"]
+    for r in results:
+        if r.get("status") != "ok":
+            rows.append(f"| {r['scene']} | {r['method']} | failed: {r.get('error', '?')} |||||||")
+            continue
+        per_step = r["train_seconds"] / r["steps"]
+        rows.append(
+            f"| {r['scene']} | {r['method']} | {r['psnr']:.2f} | {r['ssim']:.3f} | {r['steps']} | "
+            f"{r['train_rays_per_second']} | {per_step:.3f} | {r['peak_memory_mb']} |"
+        )
+    return "\n".join(rows)
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["run"]:
+        sys.exit(run_one(sys.argv[2:]))
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--scenes", nargs="+", default=["lego_100", "lego_200"])
+    parser.add_argument("--methods", nargs="+", default=list(METHODS))
+    parser.add_argument("--out", type=Path, default=Path("outputs/bench_dvgo"))
+    parser.add_argument("--overhead-steps", type=int, default=10, help="interleaved FR / baseline steps (0: skip)")
+    parser.add_argument("--no-write", action="store_true", help="print the table, leave BENCHMARKS.md alone")
+    args = parser.parse_args()
+    results = []
+    for scene in args.scenes:
+        for method in args.methods:
+            out = args.out / scene / method
+            command = [sys.executable, "-m", "benchmarks.bench_dvgo", "run", "--method", method]
+            command += ["--data", str(DATA / scene), "--minutes", str(args.minutes), "--out", str(out)]
+            subprocess.run(command, check=False)
+            result = json.loads((out / "result.json").read_text())
+            results.append({"scene": scene, **result})
+    body = table(results)
+    ratios = []
+    for scene in args.scenes:
+        by_method = {r["method"]: r for r in results if r["scene"] == scene and r.get("status") == "ok"}
+        if {"frinr-dvgo", "frinr-dvgo-baseline"} <= by_method.keys():
+            fr, base = (by_method[m]["train_seconds"] / by_method[m]["steps"] for m in METHODS[:2])
+            ratios.append(f"{scene}: FR / baseline mean step time over the budget {fr / base:.3f}×")
+    if args.overhead_steps:
+        ratios.append(step_overhead(DATA / args.scenes[0], args.overhead_steps))
+    body += "\n\n" + "\n\n".join(ratios) + f"\n\nBudget {args.minutes} min per method; DVGO methods: `cpu_recipe`."
+    if args.no_write:
+        print(body)
+    else:
+        from benchmarks.report import write_section
+
+        write_section("dvgo", "DirectVoxGO: FR vs baseline vs frinr-ngp, same wall-clock budget", body)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""Train one nerfstudio method under a step or wall-clock budget, then evaluate it on the test split.
+
+`frinr compare` runs this once per method, each in its own process, so a crash or an out-of-memory in
+one method cannot take the others down and each process's peak memory is that method's alone. It
+writes ``result.json`` (status ``ok`` with metrics, or ``failed`` with a one-line error).
+
+    python -m frinr_nerfstudio.budgeted --method nerfacto --data DIR --steps 500 --out OUT/nerfacto
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import resource
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+import tyro
+from nerfstudio.engine.trainer import Trainer
+
+from frinr_core.errors import InputError
+from frinr_nerfstudio import compat
+
+
+@dataclass
+class BudgetRun:
+    """One method, one budget, one process."""
+
+    method: str
+    data: Path
+    out: Path
+    dataparser: str = "blender-data"
+    steps: int | None = None
+    minutes: float | None = None
+    seed: int = 42
+    rays_per_batch: int | None = None
+    """Override the method's training rays per batch (same for every method of a comparison)."""
+
+
+class BudgetTrainer(Trainer):
+    """nerfstudio's Trainer that records a learning curve and stops itself when the time budget is spent."""
+
+    budget_seconds: float = float("inf")
+
+    def setup(self, *args, **kwargs) -> None:
+        super().setup(*args, **kwargs)
+        self.train_seconds, self.train_rays, self.curve = 0.0, 0, []
+
+    def train_iteration(self, step: int):
+        start = time.perf_counter()
+        rays = self.pipeline.datamanager.get_train_rays_per_batch()
+        loss, loss_dict, metrics_dict = super().train_iteration(step)
+        self.train_seconds += time.perf_counter() - start
+        self.train_rays += rays
+        if "psnr" in metrics_dict:  # PSNR of the training batch: a cheap, noisy learning curve
+            self.curve.append((step + 1, round(self.train_seconds, 3), float(metrics_dict["psnr"])))
+        if self.train_seconds >= self.budget_seconds:
+            self.stop_training = True  # the loop exits before the next step; _after_train saves the checkpoint
+        return loss, loss_dict, metrics_dict
+
+
+def configure(run: BudgetRun):
+    """The method's TrainerConfig with the comparison's data, seed, budget and this machine's device."""
+    from nerfstudio.configs.dataparser_configs import all_dataparsers
+    from nerfstudio.configs.method_configs import all_methods
+
+    if run.method not in all_methods:
+        raise InputError(f"unknown method {run.method!r}; `ns-train --help` lists the registered ones")
+    if run.dataparser not in all_dataparsers:
+        raise InputError(f"unknown dataparser {run.dataparser!r}; choose from {', '.join(all_dataparsers)}")
+    config = copy.deepcopy(all_methods[run.method])
+    config._target = BudgetTrainer
+    config.output_dir, config.experiment_name, config.timestamp = run.out, "run", "latest"
+    config.pipeline.datamanager.dataparser = copy.deepcopy(all_dataparsers[run.dataparser])
+    config.pipeline.datamanager.data = run.data
+    config.machine.seed, config.vis = run.seed, "tensorboard"
+    config.max_num_iterations = run.steps or 10**9
+    config.steps_per_eval_batch = config.steps_per_eval_image = config.steps_per_eval_all_images = 10**9
+    config.steps_per_save, config.save_only_latest_checkpoint = 10**9, True
+    if run.rays_per_batch:
+        config.pipeline.datamanager.train_num_rays_per_batch = run.rays_per_batch
+    compat.adapt_to_machine(config)
+    return config
+
+
+def execute(run: BudgetRun) -> dict:
+    from nerfstudio.utils.eval_utils import eval_setup
+
+    config = configure(run)
+    config.save_config()
+    trainer: BudgetTrainer = config.setup(local_rank=0, world_size=1)
+    trainer.budget_seconds = run.minutes * 60 if run.minutes else float("inf")
+    with compat.offline_lpips():
+        trainer.setup()
+    trainer.train()
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # training's peak: evaluation comes after
+    params = sum(p.numel() for p in trainer.pipeline.model.parameters() if p.requires_grad)
+    result = {
+        "method": run.method, "status": "ok", "steps": trainer.step + 1,
+        "train_seconds": round(trainer.train_seconds, 2),
+        "train_rays_per_second": round(trainer.train_rays / max(trainer.train_seconds, 1e-9)),
+        "peak_memory_mb": round(peak_mb), "params": params, "curve": trainer.curve,
+    }  # fmt: skip
+    del trainer
+    config_path = config.get_base_dir() / "config.yml"
+    with compat.offline_lpips():
+        _, pipeline, checkpoint, _ = eval_setup(config_path, test_mode="test")
+    metrics = pipeline.get_average_eval_image_metrics(output_path=run.out / "renders")
+    result |= {
+        "psnr": metrics["psnr"], "ssim": metrics.get("ssim"), "lpips": _finite_or_none(metrics.get("lpips")),
+        "checkpoint": str(checkpoint), "config": str(config_path),
+    }  # fmt: skip
+    return result
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    """LPIPS is NaN when its weights are missing offline: report it as absent, never as a number."""
+    return value if value is not None and math.isfinite(value) else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    run = tyro.cli(BudgetRun, args=argv)
+    run.out.mkdir(parents=True, exist_ok=True)
+    try:
+        if (run.steps is None) == (run.minutes is None):
+            raise InputError("give exactly one budget: --steps N or --minutes M")
+        result = execute(run)
+    except Exception as error:  # any failure of any method becomes its row's one-line error
+        (run.out / "error.log").write_text(traceback.format_exc())
+        message = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        result = {"method": run.method, "status": "failed", "error": f"{type(error).__name__}: {message}"}
+        print(f"{run.method}: {result['error']}", file=sys.stderr)
+    (run.out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+    return 0 if result["status"] == "ok" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

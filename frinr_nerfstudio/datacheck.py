@@ -1,0 +1,158 @@
+"""Scene validation before training: a bad scene fails in one line, not deep inside nerfstudio.
+
+Stock nerfstudio 1.1.5 on bad input (checked by hand, see tests/nerfstudio/test_datacheck.py):
+- missing data directory: blender-data raises FileNotFoundError from ``load_from_json``;
+  nerfstudio-data an ``AssertionError`` (``Data directory … does not exist``).
+- malformed transforms JSON: ``json.JSONDecodeError`` traceback; a missing key a bare ``KeyError: 'frames'``.
+- missing image files: blender-data fails in imageio (first image) or later in the dataloader (others);
+  nerfstudio-data fails when the images are first loaded, after setup.
+- no test split: blender-data a FileNotFoundError only when ``ns-eval`` asks for ``transforms_test.json``,
+  after training; nerfstudio-data with split lists but no ``test_filenames`` a RuntimeError then, and with
+  fewer than 10 images and the default 0.9 train fraction silently an empty eval set.
+
+:func:`check_scene` catches each of these up front with an :class:`~frinr_core.errors.InputError`; the
+``Checked*DataParserConfig`` classes run it when nerfstudio sets the dataparser up, so ``ns-train``,
+``ns-eval`` and ``ns-viewer`` with our methods fail before any work is done.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from nerfstudio.data.dataparsers.blender_dataparser import Blender, BlenderDataParserConfig
+from nerfstudio.data.dataparsers.nerfstudio_dataparser import Nerfstudio, NerfstudioDataParserConfig
+
+from frinr_core.errors import InputError
+
+BLENDER_SPLITS = ("train", "val", "test")
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise InputError(f"malformed {path}: not valid JSON ({error})") from None
+    if not isinstance(meta, dict):
+        raise InputError(f"malformed {path}: expected a JSON object, got {type(meta).__name__}")
+    return meta
+
+
+def _check_frames(meta: dict, path: Path) -> list[dict]:
+    """The non-empty list of frames, each with a file_path and a finite 3×4 or 4×4 transform_matrix."""
+    frames = meta.get("frames")
+    if not isinstance(frames, list) or not frames:
+        raise InputError(f"malformed {path}: needs a non-empty 'frames' list")
+    for i, frame in enumerate(frames):
+        if not isinstance(frame, dict) or not isinstance(frame.get("file_path"), str):
+            raise InputError(f"malformed {path}: frame {i} has no 'file_path' string")
+        try:
+            matrix = np.asarray(frame.get("transform_matrix"), dtype=np.float64)
+        except (TypeError, ValueError):
+            matrix = np.zeros(0)
+        if matrix.shape not in ((3, 4), (4, 4)) or not np.isfinite(matrix).all():
+            raise InputError(f"malformed {path}: frame {i} needs a finite 4×4 'transform_matrix'")
+    return frames
+
+
+def _check_images(paths: list[Path], listed_in: Path) -> None:
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        raise InputError(f"{listed_in.name} lists {len(missing)} missing image file(s), e.g. {missing[0]}")
+
+
+def _data_directory(data: Path) -> None:
+    if not data.exists():
+        raise InputError(f"data directory not found: {data}")
+
+
+def check_blender(data: Path) -> None:
+    """A NeRF-synthetic scene: transforms_{train,val,test}.json with camera_angle_x and frames, PNGs present."""
+    data = Path(data)
+    _data_directory(data)
+    if not data.is_dir():
+        raise InputError(f"blender-data needs a directory with transforms_*.json, got a file: {data}")
+    for split in BLENDER_SPLITS:
+        path = data / f"transforms_{split}.json"
+        if not path.is_file():
+            if split == "train":
+                raise InputError(f"not a Blender-format scene: {path.name} not found in {data}")
+            raise InputError(f"scene {data} has no {split} split: {path.name} not found")
+        meta = _read_json(path)
+        angle = meta.get("camera_angle_x")
+        if isinstance(angle, bool) or not isinstance(angle, (int, float)) or not 0 < angle < math.pi:
+            raise InputError(f"malformed {path}: needs 'camera_angle_x' in radians, in (0, π)")
+        frames = _check_frames(meta, path)
+        _check_images([data / (frame["file_path"].replace("./", "") + ".png") for frame in frames], path)
+
+
+INTRINSICS = ("fl_x", "fl_y", "cx", "cy", "w", "h")
+
+
+def check_nerfstudio(data: Path, eval_mode: str = "fraction", train_split_fraction: float = 0.9) -> None:
+    """A nerfstudio-data capture: transforms.json (or the JSON itself) with intrinsics, frames and images.
+
+    ``eval_mode`` and ``train_split_fraction`` are the dataparser's, to check that an eval split exists.
+    """
+    data = Path(data)
+    _data_directory(data)
+    path = data if data.suffix == ".json" else data / "transforms.json"
+    if not path.is_file():
+        raise InputError(f"not a nerfstudio-data scene: {path.name} not found in {data}")
+    meta = _read_json(path)
+    frames = _check_frames(meta, path)
+    for i, frame in enumerate(frames):
+        missing = [key for key in INTRINSICS if key not in meta and key not in frame]
+        if missing:
+            raise InputError(f"malformed {path}: frame {i} has no {', '.join(missing)} (nor has the file)")
+    _check_images([path.parent / frame["file_path"] for frame in frames], path)
+    if any(f"{split}_filenames" in meta for split in BLENDER_SPLITS):
+        for split in BLENDER_SPLITS:
+            if not isinstance(meta.get(f"{split}_filenames"), list) or not meta[f"{split}_filenames"]:
+                raise InputError(f"scene {data} has no {split} split: {path.name} lacks '{split}_filenames'")
+    elif eval_mode == "fraction" and len(frames) - math.ceil(len(frames) * train_split_fraction) < 1:
+        raise InputError(
+            f"scene {data} has no test split: {len(frames)} images with train fraction {train_split_fraction}"
+            " leave none for evaluation"
+        )
+
+
+def check_scene(data: Path, dataparser: str) -> None:
+    """Raise :class:`InputError` with a one-line message if nerfstudio's ``dataparser`` cannot use ``data``."""
+    checks = {"blender-data": check_blender, "nerfstudio-data": check_nerfstudio}
+    if dataparser not in checks:
+        raise InputError(f"unknown dataparser {dataparser!r}; choose from {', '.join(checks)}")
+    checks[dataparser](Path(data))
+
+
+class CheckedBlender(Blender):
+    """nerfstudio's Blender parser, validating the whole scene when it is set up."""
+
+    def __init__(self, config: BlenderDataParserConfig):
+        check_blender(config.data)
+        super().__init__(config)
+
+
+@dataclass
+class CheckedBlenderDataParserConfig(BlenderDataParserConfig):
+    """blender-data with the scene validated first: a bad scene is one line of error, not a traceback."""
+
+    _target: type = field(default_factory=lambda: CheckedBlender)
+
+
+class CheckedNerfstudio(Nerfstudio):
+    """nerfstudio's nerfstudio-data parser, validating the capture when it is set up."""
+
+    def __init__(self, config: NerfstudioDataParserConfig):
+        check_nerfstudio(config.data, config.eval_mode, config.train_split_fraction)
+        super().__init__(config)
+
+
+@dataclass
+class CheckedNerfstudioDataParserConfig(NerfstudioDataParserConfig):
+    """nerfstudio-data with the capture validated first."""
+
+    _target: type = field(default_factory=lambda: CheckedNerfstudio)

@@ -1,0 +1,101 @@
+"""Instant-NGP field: hash-grid encoding → FR density head → FR colour head (SH degree-4 directions).
+
+Positions are first normalised by the scene box so that the box is ``[-1, 1]^3``; with contraction on,
+everything outside it is squeezed into ``[-2, 2]^3`` (nerfstudio's ∞-norm ``SceneContraction``), so a
+bounded scene keeps its full resolution and an unbounded capture still fits the hash grid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from nerfstudio.cameras.rays import RaySamples
+from nerfstudio.configs.base_config import InstantiateConfig
+from nerfstudio.field_components.activations import trunc_exp
+from nerfstudio.field_components.encodings import HashEncoding, SHEncoding
+from nerfstudio.field_components.field_heads import FieldHeadNames
+from nerfstudio.field_components.spatial_distortions import SceneContraction
+from nerfstudio.fields.base_field import Field
+from nerfstudio.utils.external import TCNN_EXISTS
+from torch import Tensor
+
+from frinr_nerfstudio.heads import ColourHead, DensityHead, HeadConfig
+
+
+def default_implementation() -> Literal["tcnn", "torch"]:
+    """tiny-cuda-nn when it imported (nerfstudio tries at import time) and a GPU can run it, else torch."""
+    return "tcnn" if TCNN_EXISTS and torch.cuda.is_available() else "torch"
+
+
+@dataclass
+class NGPFieldConfig(InstantiateConfig):
+    """Instant-NGP field; the head defaults are Instant-NGP's (density 1×64, colour 2×64) with FR colour layers."""
+
+    _target: type = field(default_factory=lambda: NGPField)
+    num_levels: int = 16
+    features_per_level: int = 2
+    log2_hashmap_size: int = 19
+    base_res: int = 16
+    max_res: int = 2048
+    geo_features: int = 15
+    """Geometry features passed from the density head to the colour head."""
+    density_head: HeadConfig = field(default_factory=lambda: HeadConfig(hidden_layers=0))
+    colour_head: HeadConfig = field(default_factory=lambda: HeadConfig(hidden_layers=1, fr=True))
+    contraction: bool = True
+    """Contract space outside the scene box (real captures); harmless for bounded scenes inside the box."""
+    implementation: Literal["auto", "tcnn", "torch"] = "auto"
+    """Hash and SH encodings: tcnn needs tinycudann and CUDA; auto picks it when both are there."""
+
+
+class NGPField(Field):
+    """Density and colour at sample points; only the two heads differ between FR and baseline."""
+
+    def __init__(self, config: NGPFieldConfig, aabb: Tensor) -> None:
+        super().__init__()
+        self.config = config
+        self.register_buffer("aabb", aabb.clone())  # (2, 3)
+        impl = default_implementation() if config.implementation == "auto" else config.implementation
+        self.contraction = SceneContraction(order=float("inf")) if config.contraction else None
+        self.encoding = HashEncoding(
+            num_levels=config.num_levels, min_res=config.base_res, max_res=config.max_res,
+            log2_hashmap_size=config.log2_hashmap_size, features_per_level=config.features_per_level,
+            implementation=impl,
+        )  # fmt: skip
+        self.direction_encoding = SHEncoding(levels=4, implementation=impl)
+        self.density_head = DensityHead(self.encoding.get_out_dim(), config.geo_features, config.density_head)
+        self.colour_head = ColourHead(self.direction_encoding.get_out_dim(), config.geo_features, config.colour_head)
+
+    def unit_positions(self, positions: Tensor) -> tuple[Tensor, Tensor]:
+        """World positions (..., 3) -> hash-grid coordinates in [0, 1] (..., 3) and an inside mask (..., 1)."""
+        x = (positions - self.aabb.mean(0)) / ((self.aabb[1] - self.aabb[0]) / 2)  # the box is [-1, 1]^3
+        x = (self.contraction(x) + 2) / 4 if self.contraction is not None else (x + 1) / 2
+        inside = ((x > 0) & (x < 1)).all(dim=-1, keepdim=True)
+        return x * inside, inside
+
+    def density_and_geo(self, positions: Tensor) -> tuple[Tensor, Tensor]:
+        """(N, 3) world positions -> density (N, 1) and geometry features (N, geo_features)."""
+        x, inside = self.unit_positions(positions)
+        raw, geo = self.density_head(self.encoding(x).to(positions.dtype))
+        return trunc_exp(raw) * inside, geo
+
+    def density_fn(self, positions: Tensor, times: Tensor | None = None) -> Tensor:
+        """Density (..., 1) at world positions (..., 3), without building ray samples (occupancy grid, sampler)."""
+        shape = positions.shape[:-1]
+        return self.density_and_geo(positions.reshape(-1, 3))[0].view(*shape, 1)
+
+    def get_density(self, ray_samples: RaySamples) -> tuple[Tensor, Tensor]:
+        positions = ray_samples.frustums.get_positions()  # (..., 3)
+        density, geo = self.density_and_geo(positions.reshape(-1, 3))
+        shape = positions.shape[:-1]
+        return density.view(*shape, 1), geo.view(*shape, -1)
+
+    def get_outputs(self, ray_samples: RaySamples, density_embedding: Tensor | None = None) -> dict:
+        assert density_embedding is not None
+        directions = ray_samples.frustums.directions.reshape(-1, 3)  # (N, 3) unit vectors
+        if self.direction_encoding.tcnn_encoding is not None:
+            directions = (directions + 1) / 2  # tcnn's SH takes directions in [0, 1]^3
+        encoded = self.direction_encoding(directions).to(density_embedding.dtype)
+        rgb = self.colour_head(encoded, density_embedding.reshape(encoded.shape[0], -1))
+        return {FieldHeadNames.RGB: rgb.view(*ray_samples.frustums.directions.shape[:-1], 3)}

@@ -1,0 +1,148 @@
+"""What every occupancy-grid radiance-field model of the plugin shares, from packed samples to metrics.
+
+Instant-NGP and DirectVoxGO differ in their fields and in how their occupancy grids are kept up to date;
+everything between — marching rays through the grid, density, volume-rendering weights, colour, the
+renderers, the loss and the evaluation metrics — is one code path, here:
+
+    ray bundle → sampler (occupancy grid) → field density → weights → field colour → RGB / depth / accumulation
+
+A subclass builds ``self.field`` (a nerfstudio ``Field`` with ``density_fn``), ``self.occupancy_grid`` and
+``self.sampler``, and says how long a marching step is (:meth:`render_step_size`). DirectVoxGO also skips
+the colour of samples whose weight is negligible (:meth:`colour_threshold`), which Instant-NGP does not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import nerfacc
+import torch
+from nerfstudio.cameras.rays import RayBundle, RaySamples
+from nerfstudio.field_components.field_heads import FieldHeadNames
+from nerfstudio.model_components.losses import MSELoss
+from nerfstudio.model_components.renderers import AccumulationRenderer, DepthRenderer, RGBRenderer
+from nerfstudio.models.base_model import Model, ModelConfig
+from nerfstudio.utils import colormaps
+from torch import Tensor
+from torchmetrics.functional.image import peak_signal_noise_ratio
+
+from frinr_core import metrics
+from frinr_nerfstudio.samplers import OccupancySampler, render_weight_from_density
+
+
+@dataclass
+class OccupancyModelConfig(ModelConfig):
+    """Ray marching and rendering settings shared by the occupancy-grid models."""
+
+    enable_collider: bool = False
+    """The occupancy grid bounds the rays; no collider."""
+    alpha_thre: float = 0.01
+    """Drop samples with opacity below this."""
+    cone_angle: float = 0.004
+    """Step growth with distance (dt = t * cone_angle); 0 for uniform steps."""
+    near_plane: float = 0.05
+    far_plane: float = 1e3
+    background_color: Literal["random", "black", "white"] = "white"
+    """White matches blender-data, which composites its RGBA images on white; the occupancy grid can
+    then keep empty space empty. 'random' needs RGBA ground truth (e.g. blender-data --alpha-color None)."""
+
+
+class OccupancyModel(Model):
+    """Renders packed occupancy-grid samples of a field; subclasses build the field, grid and sampler."""
+
+    config: OccupancyModelConfig
+    use_nerfacc: bool = False
+    """Weights by nerfacc's CUDA scan instead of the pure-torch one (set by subclasses using nerfacc's grid)."""
+
+    def populate_modules(self) -> None:
+        super().populate_modules()
+        self.renderer_rgb = RGBRenderer(background_color=self.config.background_color)
+        self.renderer_accumulation = AccumulationRenderer()
+        self.renderer_depth = DepthRenderer(method="expected")
+        self.rgb_loss = MSELoss()
+
+    def make_sampler(self) -> OccupancySampler:
+        """The sampler marching through ``self.occupancy_grid``, skipping occluded samples with the field's density."""
+        return OccupancySampler(occupancy_grid=self.occupancy_grid, density_fn=self.field.density_fn)
+
+    def render_step_size(self) -> float:
+        """Length of a marching step in world units."""
+        raise NotImplementedError
+
+    def alpha_threshold(self) -> float:
+        """Samples less opaque than this are dropped while marching."""
+        return self.config.alpha_thre
+
+    def colour_threshold(self) -> float:
+        """Samples with a rendering weight at or below this get no colour evaluation (0: every sample does)."""
+        return 0.0
+
+    def render_weights(self, ray_samples: RaySamples, sigmas: Tensor, ray_indices: Tensor, num_rays: int) -> Tensor:
+        """Volume-rendering weights (N,) of packed samples with densities ``sigmas`` (N,)."""
+        starts, ends = ray_samples.frustums.starts[..., 0], ray_samples.frustums.ends[..., 0]  # (N,)
+        if self.use_nerfacc:
+            packed_info = nerfacc.pack_info(ray_indices, num_rays)
+            return nerfacc.render_weight_from_density(starts, ends, sigmas, packed_info=packed_info)[0]
+        return render_weight_from_density(starts, ends, sigmas, ray_indices, num_rays)[0]
+
+    def get_outputs(self, ray_bundle: RayBundle) -> dict[str, Tensor]:
+        num_rays = len(ray_bundle)
+        with torch.no_grad():
+            ray_samples, ray_indices = self.sampler(
+                ray_bundle=ray_bundle,
+                near_plane=self.config.near_plane,
+                far_plane=self.config.far_plane,
+                render_step_size=self.render_step_size(),
+                alpha_thre=self.alpha_threshold(),
+                cone_angle=self.config.cone_angle,
+            )
+        density, embedding = self.field.get_density(ray_samples)  # (N, 1), field-specific features or None
+        weights = self.render_weights(ray_samples, density[..., 0], ray_indices, num_rays)[..., None]  # (N, 1)
+        coloured, coloured_weights, coloured_rays = ray_samples, weights, ray_indices
+        if self.colour_threshold() > 0:
+            keep = weights[:, 0].detach() > self.colour_threshold()  # (N,)
+            coloured, coloured_weights, coloured_rays = ray_samples[keep], weights[keep], ray_indices[keep]
+            embedding = embedding[keep] if embedding is not None else None
+        rgb_samples = self.field.get_outputs(coloured, density_embedding=embedding)[FieldHeadNames.RGB]  # (M, 3)
+        rgb = self.renderer_rgb(rgb=rgb_samples, weights=coloured_weights, ray_indices=coloured_rays, num_rays=num_rays)
+        depth = self.renderer_depth(
+            weights=weights, ray_samples=ray_samples, ray_indices=ray_indices, num_rays=num_rays
+        )
+        accumulation = self.renderer_accumulation(weights=weights, ray_indices=ray_indices, num_rays=num_rays)
+        outputs = {
+            "rgb": rgb,
+            "accumulation": accumulation,
+            "depth": depth,
+            "num_samples_per_ray": torch.bincount(ray_indices, minlength=num_rays),
+        }
+        if self.training:  # per-sample terms for losses on individual samples (e.g. DVGO's per-point RGB loss)
+            outputs |= {"sample_rgb": rgb_samples, "sample_weights": coloured_weights, "sample_rays": coloured_rays}
+        return outputs
+
+    def get_metrics_dict(self, outputs: dict, batch: dict) -> dict[str, Tensor]:
+        image = self.renderer_rgb.blend_background(batch["image"].to(self.device))
+        return {
+            "psnr": peak_signal_noise_ratio(outputs["rgb"], image, data_range=1.0),
+            "num_samples_per_batch": outputs["num_samples_per_ray"].sum(),
+        }
+
+    def get_loss_dict(self, outputs: dict, batch: dict, metrics_dict: dict | None = None) -> dict[str, Tensor]:
+        pred_rgb, image = self.renderer_rgb.blend_background_for_loss_computation(
+            pred_image=outputs["rgb"],
+            pred_accumulation=outputs["accumulation"],
+            gt_image=batch["image"].to(self.device),
+        )
+        return {"rgb_loss": self.rgb_loss(image, pred_rgb)}
+
+    def get_image_metrics_and_images(self, outputs: dict, batch: dict) -> tuple[dict[str, float], dict[str, Tensor]]:
+        """PSNR and SSIM (torchmetrics), and LPIPS when its AlexNet weights are available (built on first use)."""
+        image = self.renderer_rgb.blend_background(batch["image"].to(self.device))  # (H, W, 3)
+        rgb = outputs["rgb"]  # (H, W, 3)
+        image_metrics = {"psnr": metrics.psnr(rgb, image), "ssim": metrics.ssim(rgb, image)}
+        lpips = metrics.lpips(rgb, image)
+        if lpips is not None:
+            image_metrics["lpips"] = lpips
+        acc = colormaps.apply_colormap(outputs["accumulation"])
+        depth = colormaps.apply_depth_colormap(outputs["depth"], accumulation=outputs["accumulation"])
+        return image_metrics, {"img": torch.cat([image, rgb], dim=1), "accumulation": acc, "depth": depth}

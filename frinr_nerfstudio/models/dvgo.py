@@ -1,0 +1,296 @@
+"""DirectVoxGO (Sun et al., CVPR 2022) as one nerfstudio model: coarse stage, then fine stage, in one run.
+
+The schedule, driven by a training callback, is DVGO's:
+
+- steps ``[0, coarse_steps)``: coarse stage over the scene box — density grid and a 3-channel colour grid;
+- step ``coarse_steps``: the tight bounding box of everything the coarse density made opaque
+  (``bbox_thres``), grown by ``world_bound_scale``, becomes the fine box; the coarse opacity, max-pooled
+  over a voxel, becomes the empty-space mask (``mask_cache_thres``) — the occupancy grid the sampler marches;
+- fine stage: density + 12-channel feature grid + ``rgbnet`` (FR or plain), starting at
+  ``1 / 2**len(upscale_steps)`` of the final voxel count and doubling it at each of ``upscale_steps``
+  (counted from the start of the fine stage); after each upscale the density shift drops by ``upscale_shift``
+  (1, as DVGO),
+  and the optimizers' moments are cleared (their parameters keep their identity, only their shapes change);
+- every ``mask_update_every`` fine steps, cells whose max-pooled opacity fell below ``fast_color_thres``
+  leave the mask.
+
+Sampling, weights, rendering and metrics are :class:`~frinr_nerfstudio.models.base.OccupancyModel`'s.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
+from nerfstudio.engine.optimizers import Optimizers
+from nerfstudio.utils.rich_utils import CONSOLE
+from torch import Tensor
+
+from frinr_core.errors import InputError
+from frinr_nerfstudio.fields.dvgo import DVGOField, DVGOFieldConfig
+from frinr_nerfstudio.models.base import OccupancyModel, OccupancyModelConfig
+from frinr_nerfstudio.samplers import TorchOccGrid
+
+CHUNK = 1 << 18  # points per density query when scanning whole grids
+
+
+@dataclass
+class DVGOStageConfig:
+    """Grid size, initial opacity, sample skipping and loss weights of one DVGO stage."""
+
+    voxels: int
+    """Voxels of the (final) grid; it also sets the base voxel size densities refer to."""
+    alpha_init: float
+    """Opacity of every voxel at the start of the stage."""
+    fast_color_thres: float
+    """Samples less opaque than this are dropped, and those with a lower weight get no colour."""
+    weight_entropy_last: float
+    """Entropy of the background transmittance: pushes each ray to be fully opaque or fully empty."""
+    weight_rgbper: float
+    """Weighted per-sample colour error: every sample, not just their blend, should match the pixel."""
+    weight_tv_density: float = 0.0
+    """Total variation of the density grid."""
+    weight_tv_k0: float = 0.0
+    """Total variation of the colour / feature grid."""
+
+
+def coarse_stage() -> DVGOStageConfig:
+    """DVGO's coarse stage: 100^3 voxels, alpha_init 1e-6, no skipping."""
+    return DVGOStageConfig(
+        voxels=100**3, alpha_init=1e-6, fast_color_thres=0.0, weight_entropy_last=0.01, weight_rgbper=0.1
+    )
+
+
+def fine_stage() -> DVGOStageConfig:
+    """DVGO's fine stage: 160^3 voxels, alpha_init 1e-2, skipping below 1e-4; DVGO v2's TV weights."""
+    return DVGOStageConfig(
+        voxels=160**3, alpha_init=1e-2, fast_color_thres=1e-4, weight_entropy_last=1e-3, weight_rgbper=1e-2,
+        weight_tv_density=1e-5, weight_tv_k0=1e-6,
+    )  # fmt: skip
+
+
+@dataclass
+class DVGOModelConfig(OccupancyModelConfig):
+    """DirectVoxGO, coarse then fine, with DVGO's settings (its Blender-scene defaults)."""
+
+    _target: type = field(default_factory=lambda: DVGOModel)
+    coarse: DVGOStageConfig = field(default_factory=coarse_stage)
+    fine: DVGOStageConfig = field(default_factory=fine_stage)
+    coarse_steps: int = 5000
+    """Training steps of the coarse stage; the fine stage takes the rest (0: fine only, over the scene box)."""
+    upscale_steps: tuple[int, ...] = (1000, 2000, 3000, 4000)
+    """Fine-stage steps at which the grids double their voxel count (progressive scaling)."""
+    stepsize: float = 0.5
+    """Marching step in voxels of the current grid."""
+    bbox_thres: float = 1e-3
+    """Coarse opacity above which a voxel counts into the fine bounding box."""
+    mask_cache_thres: float = 1e-3
+    """Coarse opacity (max-pooled) below which a cell is known empty in the fine stage."""
+    world_bound_scale: float = 1.05
+    """Growth of the fine bounding box around the coarse geometry."""
+    mask_resolution: int = 160
+    """Cells per axis of the empty-space mask (the occupancy grid)."""
+    upscale_shift: float = 1.0
+    """DVGO lowers the density bias by this at each upscale, thinning what is not yet solid (0: pure resampling)."""
+    mask_update_every: int = 1000
+    """Fine steps between mask refreshes (at the middle of each period, as DVGO)."""
+    cone_angle: float = 0.0
+    """DVGO marches uniform steps."""
+    field: DVGOFieldConfig = field(default_factory=DVGOFieldConfig)  # last: it shadows dataclasses.field below it
+
+
+def check_schedule(config: DVGOModelConfig) -> None:
+    """Impossible settings fail here in one line, not later inside a logarithm or a resize."""
+    steps = config.upscale_steps
+    if config.coarse_steps < 0 or any(s <= 0 for s in steps) or list(steps) != sorted(set(steps)):
+        raise InputError(
+            f"coarse_steps must be >= 0 and upscale_steps increasing and > 0, got {config.coarse_steps}, {steps}"
+        )
+    for name, stage in (("coarse", config.coarse), ("fine", config.fine)):
+        if not 0 < stage.alpha_init < 1 or stage.voxels < 8:
+            raise InputError(f"{name}.alpha_init must be in (0, 1) and {name}.voxels >= 8, got {stage}")
+
+
+class DVGOModel(OccupancyModel):
+    """DirectVoxGO's coarse-to-fine dense-grid radiance field, with an FR (or plain) colour MLP."""
+
+    config: DVGOModelConfig
+    field: DVGOField
+
+    def populate_modules(self) -> None:
+        super().populate_modules()
+        check_schedule(self.config)
+        if dist.is_initialized() and dist.get_world_size() > 1:
+            raise InputError("frinr-dvgo trains on one device: its grids change shape, which DDP cannot follow")
+        box = self.scene_box.aabb.float()  # (2, 3)
+        self.field = self.config.field.setup(aabb=box)
+        coarse = self.config.coarse
+        self.field.start_stage(
+            box, fine=False, voxels=coarse.voxels, voxels_base=coarse.voxels, alpha_init=coarse.alpha_init
+        )
+        self.occupancy_grid = TorchOccGrid(roi_aabb=box.flatten(), resolution=self.config.mask_resolution, levels=1)
+        self.sampler = self.make_sampler()
+
+    # -- what the shared pipeline asks ---------------------------------------------------------------
+
+    def stage(self) -> DVGOStageConfig:
+        return self.config.fine if self.field.fine else self.config.coarse
+
+    def render_step_size(self) -> float:
+        return self.config.stepsize * self.field.voxel_size()
+
+    def alpha_threshold(self) -> float:
+        return self.stage().fast_color_thres
+
+    def colour_threshold(self) -> float:
+        return self.stage().fast_color_thres
+
+    def get_param_groups(self) -> dict[str, list[torch.nn.Parameter]]:
+        grids = [self.field.density.grid, self.field.k0.grid]
+        heads = list(self.field.rgbnet.parameters())
+        if self.field.density_head is not None:
+            heads += list(self.field.density_head.parameters())
+        return {"grids": grids, "mlps": heads}
+
+    # -- schedule ------------------------------------------------------------------------------------
+
+    def get_training_callbacks(self, training_callback_attributes: TrainingCallbackAttributes) -> list:
+        optimizers = training_callback_attributes.optimizers
+
+        def schedule(step: int) -> None:
+            fine_step = step - self.config.coarse_steps
+            if fine_step == 0:
+                self.start_fine()
+            elif fine_step in self.config.upscale_steps:
+                self.upscale(self.config.upscale_steps.index(fine_step))
+            else:
+                every = self.config.mask_update_every
+                if fine_step > 0 and (fine_step + every // 2) % every == 0:
+                    self.refresh_mask()
+                return
+            if optimizers is not None:
+                self.rebuild_optimizers(optimizers)
+
+        return [
+            TrainingCallback(
+                where_to_run=[TrainingCallbackLocation.BEFORE_TRAIN_ITERATION], update_every_num_iters=1, func=schedule
+            )
+        ]
+
+    def rebuild_optimizers(self, optimizers: Optimizers) -> None:
+        """Point every optimizer at the current (new) grid parameters and clear all moments, as DVGO rebuilds its
+        optimizer after a change of grid; the optimizer objects stay, so their learning-rate schedules go on."""
+        for name, params in self.get_param_groups().items():
+            optimizer = optimizers.optimizers[name]
+            (group,) = optimizer.param_groups
+            group["params"] = params
+            optimizer.state.clear()
+            optimizers.parameters[name] = params
+
+    def fine_voxels(self, upscales_done: int) -> int:
+        """Fine-grid voxel count after ``upscales_done`` upscales."""
+        return self.config.fine.voxels // 2 ** (len(self.config.upscale_steps) - upscales_done)
+
+    @torch.no_grad()
+    def start_fine(self) -> None:
+        """Coarse → fine: tight box and empty-space mask from the coarse density, then fresh fine grids."""
+        coarse_alpha = self.grid_alpha()  # (X, Y, Z) coarse opacity at the grid nodes
+        nodes = self.grid_nodes()
+        active = nodes[coarse_alpha.flatten() > self.config.bbox_thres]
+        if active.numel() == 0:
+            CONSOLE.print("[yellow]DVGO: the coarse stage left no opaque voxel; the fine stage keeps the whole box")
+            box = self.field.aabb.clone()
+        else:
+            box = torch.stack([active.amin(0), active.amax(0)])
+            box = box + (box[1] - box[0]) * (self.config.world_bound_scale - 1) / 2 * box.new_tensor([[-1.0], [1.0]])
+        # DVGO's mask cache: coarse opacity max-pooled over one coarse voxel, looked up at the fine cells
+        pooled = F.max_pool3d(coarse_alpha[None, None], kernel_size=3, stride=1, padding=1)  # (1, 1, X, Y, Z)
+        self.place_mask(box)
+        cells = self.field.unit(self.cell_centres()).flip(-1).reshape(1, 1, 1, -1, 3)
+        occs = F.grid_sample(pooled, cells, mode="nearest", align_corners=True).flatten()
+        self.set_mask(
+            occs, occs >= self.config.mask_cache_thres if active.numel() else torch.ones_like(occs, dtype=bool)
+        )
+
+        fine = self.config.fine
+        voxels = self.fine_voxels(0)
+        self.field.start_stage(box, fine=True, voxels=voxels, voxels_base=fine.voxels, alpha_init=fine.alpha_init)
+        CONSOLE.print(
+            f"DVGO: fine stage in box {box.tolist()}, grid {self.field.density.resolution}, "
+            f"{int(self.occupancy_grid.binaries.sum())} / {self.occupancy_grid.binaries.numel()} cells not known empty"
+        )
+
+    @torch.no_grad()
+    def upscale(self, index: int) -> None:
+        """Upscale number ``index`` of the fine grids, then a mask refresh (DVGO's ``scale_volume_grid``)."""
+        self.field.upscale(self.fine_voxels(index + 1))
+        self.field.act_shift -= self.config.upscale_shift
+        self.refresh_mask()
+
+    @torch.no_grad()
+    def refresh_mask(self) -> None:
+        """Drop cells whose max-pooled opacity fell below the fine ``fast_color_thres``; keep known-empty ones out."""
+        r = self.config.mask_resolution
+        alpha = self.alpha_at(self.cell_centres()).view(1, 1, r, r, r)
+        occs = F.max_pool3d(alpha, kernel_size=3, stride=1, padding=1).flatten()
+        self.set_mask(occs, self.occupancy_grid.binaries.flatten() & (occs > self.config.fine.fast_color_thres))
+
+    # -- grids of points -----------------------------------------------------------------------------
+
+    def alpha_at(self, points: Tensor) -> Tensor:  # (M, 3) -> (M,), chunked
+        return torch.cat([self.field.alpha_at(p)[:, 0] for p in points.split(CHUNK)])
+
+    def grid_nodes(self) -> Tensor:
+        """(X*Y*Z, 3) world positions of the field's grid nodes, x slowest."""
+        lo, hi = self.field.aabb
+        axes = [torch.linspace(lo[i], hi[i], n, device=lo.device) for i, n in enumerate(self.field.density.resolution)]
+        return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, 3)
+
+    def grid_alpha(self) -> Tensor:
+        """(X, Y, Z) opacity of one voxel at each grid node."""
+        return self.alpha_at(self.grid_nodes()).view(self.field.density.resolution)
+
+    def cell_centres(self) -> Tensor:
+        """(R^3, 3) world centres of the occupancy cells, in the order of ``binaries.flatten()``."""
+        grid = self.occupancy_grid
+        steps = (torch.arange(grid.resolution, device=grid.center.device) + 0.5) / grid.resolution * 2 - 1
+        unit = torch.stack(torch.meshgrid(steps, steps, steps, indexing="ij"), dim=-1).reshape(-1, 3)
+        return grid.center + unit * grid.half_extent
+
+    def place_mask(self, box: Tensor) -> None:
+        """Move the occupancy grid onto ``box`` (2, 3)."""
+        self.occupancy_grid.center.copy_(box.mean(0))
+        self.occupancy_grid.half_extent.copy_((box[1] - box[0]) / 2)
+
+    def set_mask(self, occs: Tensor, binaries: Tensor) -> None:
+        """Cell opacities (R^3,) — their mean caps the sampler's alpha threshold, as nerfacc's — and the mask."""
+        self.occupancy_grid.occs.copy_(occs)
+        self.occupancy_grid.binaries.copy_(binaries.view_as(self.occupancy_grid.binaries))
+
+    # -- losses --------------------------------------------------------------------------------------
+
+    def get_loss_dict(self, outputs: dict, batch: dict, metrics_dict: dict | None = None) -> dict[str, Tensor]:
+        losses = super().get_loss_dict(outputs, batch, metrics_dict)
+        if not self.training:
+            return losses
+        stage, num_rays = self.stage(), outputs["rgb"].shape[0]
+        if stage.weight_entropy_last > 0:
+            background = (1 - outputs["accumulation"]).clamp(1e-6, 1 - 1e-6)  # (R, 1) transmittance left
+            entropy = -(background * background.log() + (1 - background) * (1 - background).log()).mean()
+            losses["entropy_last_loss"] = stage.weight_entropy_last * entropy
+        if stage.weight_rgbper > 0:
+            image = self.renderer_rgb.blend_background(batch["image"].to(self.device))  # (R, 3)
+            error = (outputs["sample_rgb"] - image[outputs["sample_rays"]]).pow(2).sum(-1)  # (M,)
+            losses["rgbper_loss"] = (
+                stage.weight_rgbper * (error * outputs["sample_weights"][:, 0].detach()).sum() / num_rays
+            )
+        # DVGO's TV weight is per ray and scaled with the grid resolution (128 voxels per axis = 1)
+        scale = max(self.field.density.resolution) / 128 / num_rays
+        if stage.weight_tv_density > 0:
+            losses["tv_density_loss"] = stage.weight_tv_density * scale * self.field.density.total_variation()
+        if stage.weight_tv_k0 > 0:
+            losses["tv_k0_loss"] = stage.weight_tv_k0 * scale * self.field.k0.total_variation()
+        return losses

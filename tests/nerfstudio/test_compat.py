@@ -1,0 +1,133 @@
+"""compat: nerfstudio checkpoints under torch's weights_only loading, offline LPIPS, one-line InputErrors."""
+
+from __future__ import annotations
+
+import math
+import pickle
+import subprocess
+import sys
+import urllib.error
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from nerfstudio.engine.optimizers import AdamOptimizerConfig, Optimizers
+from nerfstudio.engine.schedulers import ExponentialDecaySchedulerConfig
+from nerfstudio.engine.trainer import Trainer
+
+from frinr_nerfstudio import compat
+
+
+@pytest.fixture
+def no_safe_globals():
+    """Start from torch's own allow-list (as a fresh process does) and restore whatever was there."""
+    saved = torch.serialization.get_safe_globals()
+    torch.serialization.clear_safe_globals()
+    yield
+    torch.serialization.clear_safe_globals()
+    torch.serialization.add_safe_globals(saved)
+
+
+def _optimizers(model: torch.nn.Module) -> Optimizers:
+    config = {
+        "fields": {
+            "optimizer": AdamOptimizerConfig(lr=1e-2, eps=1e-15),
+            "scheduler": ExponentialDecaySchedulerConfig(lr_final=1e-4, max_steps=100),
+        }
+    }
+    return Optimizers(config, {"fields": list(model.parameters())})
+
+
+def _saved_checkpoint(where: Path) -> Path:
+    """A checkpoint written by nerfstudio's own Trainer.save_checkpoint after two optimizer steps."""
+    model = torch.nn.Linear(3, 2)
+    optimizers = _optimizers(model)
+    for step in range(2):
+        model(torch.ones(4, 3)).square().mean().backward()
+        optimizers.optimizer_step_all()
+        optimizers.scheduler_step_all(step)
+    trainer = SimpleNamespace(
+        checkpoint_dir=where,
+        pipeline=model,
+        optimizers=optimizers,
+        grad_scaler=torch.amp.GradScaler("cpu", enabled=False),
+        config=SimpleNamespace(save_only_latest_checkpoint=True),
+    )
+    Trainer.save_checkpoint(trainer, 2)
+    return where / "step-000000002.ckpt"
+
+
+def test_checkpoint_needs_the_allow_list_and_it_suffices(tmp_path: Path, no_safe_globals) -> None:
+    path = _saved_checkpoint(tmp_path)
+    with pytest.raises(pickle.UnpicklingError, match="numpy"):
+        torch.load(path, map_location="cpu")  # the default since torch 2.6: weights_only=True
+    compat.install()
+    state = torch.load(path, map_location="cpu")
+    assert state["step"] == 2
+    assert isinstance(state["schedulers"]["fields"]["_last_lr"][0], np.float64)  # why the allow-list exists
+    resumed = _optimizers(torch.nn.Linear(3, 2))  # what `ns-train --load-dir` does with it
+    resumed.load_optimizers(state["optimizers"])
+    resumed.load_schedulers(state["schedulers"])
+    assert math.isclose(
+        resumed.optimizers["fields"].param_groups[0]["lr"], state["schedulers"]["fields"]["_last_lr"][0]
+    )
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+@pytest.mark.parametrize("payload", [np.zeros(3), _RunsCode(), np.float32(1.0)], ids=["ndarray", "reduce", "float32"])
+def test_other_globals_are_still_refused(tmp_path: Path, payload: object) -> None:
+    compat.install()
+    torch.save({"step": 1, "extra": payload}, tmp_path / "other.ckpt")
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(tmp_path / "other.ckpt")
+
+
+def test_uncaught_input_error_is_one_line_after_install() -> None:
+    code = (
+        "from frinr_nerfstudio import compat; compat.install(); compat.install()\n"
+        "from frinr_core.errors import InputError; raise InputError('scene has no test split')"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    errors = [line for line in result.stderr.splitlines() if "warn" not in line.lower()]
+    assert result.returncode == 1 and errors == ["frinr: error: scene has no test split"]
+
+
+@pytest.fixture
+def offline(monkeypatch: pytest.MonkeyPatch):
+    """AlexNet's weights cannot be downloaded (whether or not they are cached here)."""
+
+    def refuse(*args, **kwargs):
+        raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setattr("torchvision.models._api.load_state_dict_from_url", refuse)
+    compat._lpips_weights_available.cache_clear()
+    yield
+    compat._lpips_weights_available.cache_clear()
+
+
+def _nerfacto():
+    from nerfstudio.data.scene_box import SceneBox
+    from nerfstudio.models.nerfacto import NerfactoModelConfig
+
+    box = SceneBox(aabb=torch.tensor([[-1.5] * 3, [1.5] * 3]))
+    return NerfactoModelConfig().setup(scene_box=box, num_train_data=2, metadata={})
+
+
+def test_nerfacto_builds_offline_with_the_guard(offline, caplog: pytest.LogCaptureFixture) -> None:
+    import torchmetrics.image.lpip as lpip
+
+    real = lpip.LearnedPerceptualImagePatchSimilarity
+    with pytest.raises(urllib.error.URLError):
+        _nerfacto()  # stock nerfstudio offline
+    with compat.offline_lpips():
+        first, second = _nerfacto(), _nerfacto()
+    assert isinstance(first.lpips, compat.MissingLpips) and isinstance(second.lpips, compat.MissingLpips)
+    assert torch.isnan(first.lpips(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8)))
+    assert len([r for r in caplog.records if "LPIPS unavailable" in r.getMessage()]) == 1
+    assert lpip.LearnedPerceptualImagePatchSimilarity is real  # scoped: frinr_core's load_lpips still sees None

@@ -1,0 +1,119 @@
+"""Bad scenes fail up front with one line (stock nerfstudio: tracebacks, or failures only at ns-eval time)."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+
+from frinr_core.errors import InputError
+from frinr_nerfstudio.datacheck import CheckedBlenderDataParserConfig, CheckedNerfstudioDataParserConfig, check_scene
+from frinr_nerfstudio.scene import make_scene
+
+
+@pytest.fixture(scope="module")
+def good(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_scene(tmp_path_factory.mktemp("good"), size=8, n_train=3, n_val=1, n_test=1)
+
+
+def _variant(good: Path, where: Path, change: Callable[[Path], object]) -> Path:
+    shutil.copytree(good, where)
+    change(where)
+    return where
+
+
+BLENDER_CASES = {
+    "missing directory": (lambda d: shutil.rmtree(d), "data directory not found"),
+    "malformed JSON": (lambda d: (d / "transforms_train.json").write_text('{"frames": ['), "not valid JSON"),
+    "no frames": (lambda d: (d / "transforms_val.json").write_text('{"camera_angle_x": 0.7}'), "'frames'"),
+    "bad matrix": (
+        lambda d: (d / "transforms_test.json").write_text(
+            json.dumps({"camera_angle_x": 0.7, "frames": [{"file_path": "./test/r_0", "transform_matrix": [[1, 2]]}]})
+        ),
+        "4×4 'transform_matrix'",
+    ),
+    "missing image": (lambda d: (d / "train" / "r_1.png").unlink(), r"1 missing image file\(s\), e.g. .*r_1.png"),
+    "no test split": (lambda d: (d / "transforms_test.json").unlink(), "has no test split"),
+    "not a scene": (lambda d: (d / "transforms_train.json").unlink(), "not a Blender-format scene"),
+}
+
+
+@pytest.mark.parametrize("case", BLENDER_CASES)
+def test_bad_blender_scene_is_one_line(good: Path, tmp_path: Path, case: str) -> None:
+    change, message = BLENDER_CASES[case]
+    data = _variant(good, tmp_path / "scene", change)
+    with pytest.raises(InputError, match=message) as error:
+        check_scene(data, "blender-data")
+    assert "\n" not in str(error.value)
+    with pytest.raises(InputError, match=message):  # what ns-train / ns-eval hit when nerfstudio sets up the parser
+        CheckedBlenderDataParserConfig(data=data).setup()
+
+
+def test_good_scene_parses_as_stock_blender_does(good: Path) -> None:
+    check_scene(good, "blender-data")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        outputs = CheckedBlenderDataParserConfig(data=good).setup().get_dataparser_outputs("train")
+    assert len(outputs.image_filenames) == 3
+
+
+def _nerfstudio_capture(good: Path, where: Path, frames: int = 12) -> Path:
+    """The Blender scene's train images as a nerfstudio-data capture (one transforms.json, intrinsics)."""
+    shutil.copytree(good, where)
+    blender = json.loads((good / "transforms_train.json").read_text())
+    focal = 4 / math.tan(blender["camera_angle_x"] / 2)
+    listed = [
+        {"file_path": f["file_path"][2:] + ".png", "transform_matrix": f["transform_matrix"]} for f in blender["frames"]
+    ]
+    meta = {"fl_x": focal, "fl_y": focal, "cx": 4, "cy": 4, "w": 8, "h": 8, "frames": (listed * frames)[:frames]}
+    (where / "transforms.json").write_text(json.dumps(meta))
+    return where
+
+
+def test_good_capture_passes(good: Path, tmp_path: Path) -> None:
+    data = _nerfstudio_capture(good, tmp_path / "capture")
+    check_scene(data, "nerfstudio-data")
+    check_scene(data / "transforms.json", "nerfstudio-data")  # nerfstudio-data also takes the JSON itself
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        parser = CheckedNerfstudioDataParserConfig(data=data).setup()
+        assert len(parser.get_dataparser_outputs("test").image_filenames) == 1
+
+
+NERFSTUDIO_CASES = {  # (images in the capture, transforms.json changes (None deletes), message)
+    "no intrinsics": (12, {"fl_x": None}, "has no fl_x"),
+    "missing image": (
+        12,
+        {"frames": [{"file_path": "images/gone.png", "transform_matrix": torch.eye(4).tolist()}]},
+        "gone.png",
+    ),
+    "split lists without test": (12, {"train_filenames": ["train/r_0.png"], "val_filenames": ["x"]}, "no test split"),
+    "too few images for a test split": (5, {}, "has no test split: 5 images"),
+}
+
+
+@pytest.mark.parametrize("case", NERFSTUDIO_CASES)
+def test_bad_capture_is_one_line(good: Path, tmp_path: Path, case: str) -> None:
+    frames, changes, message = NERFSTUDIO_CASES[case]
+    data = _nerfstudio_capture(good, tmp_path / "capture", frames)
+    meta = {**json.loads((data / "transforms.json").read_text()), **changes}
+    (data / "transforms.json").write_text(json.dumps({k: v for k, v in meta.items() if v is not None}))
+    with pytest.raises(InputError, match=message) as error:
+        check_scene(data, "nerfstudio-data")
+    assert "\n" not in str(error.value)
+
+
+def test_missing_capture_directory(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="data directory not found"):
+        check_scene(tmp_path / "nowhere", "nerfstudio-data")
+
+
+def test_unknown_dataparser_is_named(good: Path) -> None:
+    with pytest.raises(InputError, match="unknown dataparser 'colmap'"):
+        check_scene(good, "colmap")

@@ -1,0 +1,59 @@
+"""The ns-train methods: registered through the entry point, identical but for FR, trainable on a CPU."""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+METHODS = ("frinr-ngp", "frinr-ngp-baseline")
+
+
+def test_methods_are_registered_with_nerfstudio() -> None:
+    from nerfstudio.configs.method_configs import all_descriptions, all_methods
+
+    from frinr_nerfstudio.models.ngp import NGPModelConfig
+
+    for name in METHODS:
+        assert name in all_methods and all_descriptions[name]
+        assert isinstance(all_methods[name].pipeline.model, NGPModelConfig)
+        assert all_methods[name].machine.device_type == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def test_baseline_differs_only_by_fr() -> None:
+    from nerfstudio.configs.method_configs import all_methods
+
+    fr, baseline = all_methods["frinr-ngp"], copy.deepcopy(all_methods["frinr-ngp-baseline"])
+    assert fr.pipeline.model.field.colour_head.fr and not baseline.pipeline.model.field.colour_head.fr
+    baseline.method_name = fr.method_name
+    baseline.pipeline.model.field.colour_head.fr = True
+    assert baseline == fr
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_ns_train_few_steps_on_cpu(method: str, tiny_scene: Path, tmp_path: Path) -> None:
+    """The real command, no device flag; only sizes are shrunk (iterations, batch, grids, step) to take seconds."""
+    ns_train = Path(sys.executable).with_name("ns-train")
+    command = [str(ns_train), method, "--data", str(tiny_scene), "--max-num-iterations", "4", "--vis", "tensorboard"]
+    command += ["--output-dir", str(tmp_path), "--pipeline.target-num-samples", "4096"]
+    command += ["--pipeline.max-num-samples-per-ray", "64", "--pipeline.model.render-step-size", "0.05"]
+    command += ["--pipeline.model.grid-resolution", "16", "--pipeline.model.field.log2-hashmap-size", "12"]
+    command += ["blender-data"]
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = next(tmp_path.glob(f"*/{method}/*"))
+    config = yaml.load((run_dir / "config.yml").read_text(), Loader=yaml.Loader)
+    assert config.machine.device_type == "cpu"
+    checkpoint = torch.load(next((run_dir / "nerfstudio_models").glob("step-*.ckpt")), weights_only=False)
+    state = checkpoint["pipeline"]
+    assert checkpoint["step"] == 3
+    assert any(key.endswith("occupancy_grid.occs") for key in state)
+    assert any(key.endswith(".coeffs") for key in state) == (method == "frinr-ngp")
+    assert all(torch.isfinite(value).all() for value in state.values() if value.is_floating_point())

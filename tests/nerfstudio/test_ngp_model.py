@@ -1,0 +1,110 @@
+"""frinr-ngp's model and field: one training step on CPU, and the FR weight cache within that step."""
+
+from __future__ import annotations
+
+import torch
+from nerfstudio.cameras.rays import RayBundle
+from nerfstudio.data.scene_box import SceneBox
+from nerfstudio.engine.callbacks import TrainingCallbackLocation
+
+from frinr_core.fourier import FourierLinear
+from frinr_nerfstudio.fields.ngp import NGPFieldConfig
+from frinr_nerfstudio.heads import HeadConfig
+from frinr_nerfstudio.models.ngp import NGPModel, NGPModelConfig
+from frinr_nerfstudio.samplers import TorchOccGrid
+
+
+def small_model(fr: bool = True) -> NGPModel:
+    """A small hash grid and occupancy grid; FR in both heads so that every field call goes through FR."""
+    field = NGPFieldConfig(
+        num_levels=4, log2_hashmap_size=12, max_res=64,
+        density_head=HeadConfig(hidden_layers=1, fr=fr), colour_head=HeadConfig(hidden_layers=1, fr=fr),
+    )  # fmt: skip
+    config = NGPModelConfig(field=field, grid_resolution=16, grid_levels=2, render_step_size=0.05)
+    return config.setup(scene_box=SceneBox(torch.tensor([[-1.5] * 3, [1.5] * 3])), num_train_data=1)
+
+
+def rays(n: int = 256) -> RayBundle:
+    gen = torch.Generator().manual_seed(0)
+    origins = torch.nn.functional.normalize(torch.randn(n, 3, generator=gen), dim=-1) * 4
+    directions = torch.nn.functional.normalize(torch.rand(n, 3, generator=gen) - 0.5 - origins / 4, dim=-1)
+    return RayBundle(
+        origins=origins, directions=directions, pixel_area=torch.full((n, 1), 1e-4),
+        camera_indices=torch.zeros(n, 1, dtype=torch.long),
+    )  # fmt: skip
+
+
+def run_callbacks(model: NGPModel, step: int) -> None:
+    for callback in model.get_training_callbacks(None):  # type: ignore[arg-type]
+        callback.run_callback_at_location(step, TrainingCallbackLocation.BEFORE_TRAIN_ITERATION)
+
+
+def test_cpu_model_uses_torch_grid_and_trains() -> None:
+    torch.manual_seed(0)
+    model = small_model().train()
+    assert isinstance(model.occupancy_grid, TorchOccGrid)
+    optimizer = torch.optim.Adam(model.get_param_groups()["fields"], lr=1e-2)
+    batch = {"image": torch.full((64, 3), 0.25)}
+    losses = []
+    for step in range(5):
+        run_callbacks(model, step)
+        outputs = model(rays(64))
+        loss = model.get_loss_dict(outputs, batch)["rgb_loss"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert outputs["rgb"].shape == (64, 3) and outputs["depth"].shape == (64, 1)
+    assert model.get_metrics_dict(outputs, batch)["num_samples_per_batch"] == outputs["num_samples_per_ray"].sum()
+    assert losses[-1] < losses[0]
+
+
+def test_fr_weight_is_computed_once_per_step() -> None:
+    """Grid refresh, the sampler's density pass and the training pass all reuse one W = coeffs @ bases per
+    FR layer; the optimizer step (and only it) makes a new one."""
+    torch.manual_seed(0)
+    model = small_model().train()
+    layers = [m for m in model.field.modules() if isinstance(m, FourierLinear)]
+    assert len(layers) == 2
+    optimizer = torch.optim.Adam(model.get_param_groups()["fields"], lr=1e-2)
+    products = []
+    original = FourierLinear.weight.fget
+
+    def counting_weight(layer: FourierLinear) -> torch.Tensor:
+        before = layer._cache
+        weight = original(layer)
+        if before is None or before[1] is not weight:
+            products.append(layer)
+        return weight
+
+    FourierLinear.weight = property(counting_weight)
+    try:
+        for step in range(3):
+            products.clear()
+            run_callbacks(model, step * model.config.grid_update_every)  # refreshes the grid every time
+            outputs = model(rays(64))
+            outputs["rgb"].sum().backward()
+            assert sorted(map(id, products)) == sorted(map(id, layers))  # one product per layer this step
+            optimizer.step()
+    finally:
+        FourierLinear.weight = property(original)
+
+
+def test_baseline_field_has_no_fr_layers() -> None:
+    model = small_model(fr=False)
+    assert not any(isinstance(m, FourierLinear) for m in model.modules())
+
+
+def test_contraction_keeps_the_box_and_squeezes_the_outside() -> None:
+    """Bounded scenes keep the scene box undistorted; unbounded captures' far points still reach the grid."""
+    aabb = torch.tensor([[-1.5] * 3, [1.5] * 3])
+    points = torch.tensor([[0.0, 0.0, 0.0], [1.2, -0.3, 0.6], [30.0, 0.0, -4.0]])
+    contracted = NGPFieldConfig(contraction=True).setup(aabb=aabb)
+    plain = NGPFieldConfig(contraction=False).setup(aabb=aabb)
+    unit, inside = contracted.unit_positions(points)
+    assert inside.all()
+    torch.testing.assert_close(unit[:2], (points[:2] / 1.5 + 2) / 4)  # identity inside the box
+    assert (unit[2] > 0).all() and (unit[2] < 1).all()
+    unit, inside = plain.unit_positions(points)
+    torch.testing.assert_close(unit[:2], (points[:2] / 1.5 + 1) / 2)
+    assert inside[:, 0].tolist() == [True, True, False]

@@ -1,0 +1,111 @@
+"""The pure-torch occupancy grid: empty-space skipping, agreement with dense marching, early termination."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from frinr_nerfstudio.samplers import TorchOccGrid, render_weight_from_density, segment_exclusive_sum
+
+STEP = 0.01
+
+
+def ball_density(radius: float, value: float = 1.0):
+    return lambda x: (x.norm(dim=-1, keepdim=True) < radius).float() * value  # (M, 3) -> (M, 1)
+
+
+@pytest.fixture
+def grid() -> TorchOccGrid:
+    """A 2-level grid over [-1, 1]^3 whose occupied cells cover a ball of radius 0.4."""
+    torch.manual_seed(0)
+    grid = TorchOccGrid(torch.tensor([-1.0, -1, -1, 1, 1, 1]), resolution=16, levels=2).train()
+    grid.update_every_n_steps(step=0, occ_eval_fn=ball_density(0.4))
+    return grid
+
+
+def rays_at_origin(n: int = 64, distance: float = 3.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rays (n, 3) from a sphere of radius ``distance`` aimed near the origin."""
+    gen = torch.Generator().manual_seed(1)
+    origins = torch.nn.functional.normalize(torch.randn(n, 3, generator=gen), dim=-1) * distance
+    targets = (torch.rand(n, 3, generator=gen) - 0.5) * 0.6
+    return origins, torch.nn.functional.normalize(targets - origins, dim=-1)
+
+
+def test_grid_marks_only_cells_near_the_ball(grid: TorchOccGrid) -> None:
+    r = grid.resolution
+    ijk = torch.stack(torch.meshgrid(*[torch.arange(r)] * 3, indexing="ij"), -1).reshape(-1, 3).float()
+    for level in range(grid.levels):
+        size = 2.0 * 2**level / r  # cell edge; level l covers [-2^l, 2^l]^3
+        centres = (ijk + 0.5) * size - 2**level
+        occupied = grid.binaries[level].reshape(-1)
+        assert (centres[occupied].norm(dim=-1) < 0.4 + size).all()  # within a cell diagonal of the ball
+    assert grid.binaries[0].sum() > 8
+
+
+def test_sampling_skips_empty_cells(grid: TorchOccGrid) -> None:
+    origins, dirs = rays_at_origin()
+    ray_indices, starts, ends = grid.sampling(origins, dirs, render_step_size=STEP)
+    mids = origins[ray_indices] + dirs[ray_indices] * ((starts + ends) / 2)[:, None]
+    assert ray_indices.numel() > 0
+    assert grid.occupied(mids).all()
+    full = copy.deepcopy(grid)
+    full.binaries.fill_(True)
+    assert full.sampling(origins, dirs, render_step_size=STEP)[0].numel() > 5 * ray_indices.numel()
+
+
+@pytest.mark.parametrize("cone_angle", [0.0, 0.004])
+def test_sampling_matches_dense_marching_where_occupied(grid: TorchOccGrid, cone_angle: float) -> None:
+    origins, dirs = rays_at_origin()
+    sparse = grid.sampling(origins, dirs, render_step_size=STEP, cone_angle=cone_angle, near_plane=0.1)
+    full = copy.deepcopy(grid)
+    full.binaries.fill_(True)  # every cell occupied: a dense march of the whole grid
+    ray_indices, starts, ends = full.sampling(
+        origins, dirs, render_step_size=STEP, cone_angle=cone_angle, near_plane=0.1
+    )
+    keep = grid.occupied(origins[ray_indices] + dirs[ray_indices] * ((starts + ends) / 2)[:, None])
+    assert torch.equal(sparse[0], ray_indices[keep])
+    torch.testing.assert_close(sparse[1], starts[keep])
+    torch.testing.assert_close(sparse[2], ends[keep])
+
+
+def test_sampling_terminates_rays_early(grid: TorchOccGrid) -> None:
+    """An opaque ball of radius 0.3 inside occupied cells of radius 0.4: samples in front of it are
+    transparent (dropped by alpha), samples behind its surface are occluded (dropped by transmittance)."""
+    origins, dirs = rays_at_origin()
+    density = ball_density(0.3, value=1e3)
+
+    def sigma_fn(t_starts, t_ends, ray_indices):
+        return density(origins[ray_indices] + dirs[ray_indices] * ((t_starts + t_ends) / 2)[:, None])[:, 0]
+
+    all_samples = grid.sampling(origins, dirs, render_step_size=STEP)[0]
+    ray_indices, starts, ends = grid.sampling(origins, dirs, sigma_fn=sigma_fn, render_step_size=STEP, alpha_thre=1e-3)
+    hit_rays = torch.unique(ray_indices)
+    assert hit_rays.numel() > 0
+    assert torch.bincount(ray_indices).max() <= 2  # tau = 10 per step: nothing visible after two steps
+    assert ray_indices.numel() < all_samples.numel() / 10
+    assert (sigma_fn(starts, ends, ray_indices) > 0).all()
+
+
+def test_update_counts_unseen_cells_occupied_and_decays() -> None:
+    grid = TorchOccGrid(torch.tensor([-1.0, -1, -1, 1, 1, 1]), resolution=8, levels=1, cells_per_update=256).train()
+    grid.update_every_n_steps(step=0, occ_eval_fn=ball_density(0.6))
+    assert grid.binaries.reshape(-1)[256:].all()  # not yet evaluated: occupied until seen
+    assert not grid.binaries.reshape(-1)[:256].all()
+    grid.update_every_n_steps(step=16, occ_eval_fn=ball_density(0.6))
+    big = grid.binaries.clone()
+    for step in range(2, 200):  # the ball shrinks: the EMA of the cells it left decays below the threshold
+        grid.update_every_n_steps(step=step * 16, occ_eval_fn=ball_density(0.3), warmup_steps=0)
+    assert grid.binaries.any()
+    assert (big & ~grid.binaries).any() and not (grid.binaries & ~big).any()
+
+
+def test_segment_scan_and_weights_per_ray() -> None:
+    ray_indices = torch.tensor([0, 0, 0, 2, 2, 3])
+    values = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    assert torch.equal(segment_exclusive_sum(values, ray_indices, 4), torch.tensor([0.0, 1, 3, 0, 4, 0]))
+    starts = torch.tensor([0.0, 1, 2, 0, 1, 0])
+    weights, transmittance, alphas = render_weight_from_density(starts, starts + 1, values, ray_indices, 4)
+    torch.testing.assert_close(transmittance[:3], torch.exp(-torch.tensor([0.0, 1, 3])))
+    torch.testing.assert_close(weights, transmittance * (1 - torch.exp(-values)))

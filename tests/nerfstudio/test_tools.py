@@ -1,0 +1,68 @@
+"""`frinr compare` and `frinr export` on the tiny generated scene."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import ns
+
+from frinr_core.cli import main
+
+
+def test_compare_isolates_failures_writes_summaries_and_resumes(tiny_scene: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "cmp"
+    args = ["compare", "--methods", "frinr-ngp", "no-such-method", "frinr-ngp-baseline", "--data", str(tiny_scene),
+            "--steps", "3", "--rays-per-batch", "64", "--views", "2", "--out", str(out)]  # fmt: skip
+    assert main(args) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    rows = {row["method"]: row for row in summary["runs"]}
+    assert rows["no-such-method"]["status"] == "failed" and "unknown method" in rows["no-such-method"]["error"]
+    for method in ("frinr-ngp", "frinr-ngp-baseline"):
+        row = rows[method]
+        assert row["status"] == "ok" and row["steps"] == 3 and 0 < row["psnr"] < 60
+        assert row["train_rays_per_second"] > 0 and row["peak_memory_mb"] > 0 and Path(row["checkpoint"]).exists()
+    assert rows["frinr-ngp"]["params"] > rows["frinr-ngp-baseline"]["params"]  # FR trains coefficients
+    markdown = (out / "summary.md").read_text()
+    assert "| frinr-ngp |" in markdown and "no-such-method: " in markdown
+    for figure in ("psnr.png", "views.png"):
+        assert (out / figure).stat().st_size > 0
+
+    finished = {m: (out / m / "result.json").stat().st_mtime_ns for m in ("frinr-ngp", "frinr-ngp-baseline")}
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "finished earlier" in capsys.readouterr().out
+    for method, mtime in finished.items():
+        assert (out / method / "result.json").stat().st_mtime_ns == mtime  # kept, not retrained
+
+
+@pytest.mark.parametrize(("args", "message"), [([], "--data is required"), (["--data", "/no/such/dir"], "not found")])
+def test_compare_bad_input(args, message, tmp_path: Path, capsys) -> None:
+    assert main(["compare", "--steps", "1", "--out", str(tmp_path), *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_export_renders_the_same_as_a_smaller_baseline_checkpoint(trained_ngp: Path, tmp_path: Path) -> None:
+    from nerfstudio.utils.eval_utils import eval_setup
+
+    assert main(["export", "--load-config", str(trained_ngp), "--out", str(tmp_path)]) == 0
+    (exported,) = tmp_path.glob("*/frinr-ngp-baseline/*/config.yml")
+    _, fr_pipeline, fr_checkpoint, _ = eval_setup(trained_ngp, test_mode="test")
+    _, folded_pipeline, folded_checkpoint, _ = eval_setup(exported, test_mode="test")
+    assert type(folded_pipeline.model.field.colour_head.mlp[2]) is torch.nn.Linear
+    assert folded_checkpoint.stat().st_size < fr_checkpoint.stat().st_size
+    for pipeline in (fr_pipeline, folded_pipeline):
+        pipeline.eval()
+    for camera, _ in fr_pipeline.datamanager.fixed_indices_eval_dataloader:
+        with torch.no_grad():
+            expected = fr_pipeline.model.get_outputs_for_camera(camera)["rgb"]
+            got = folded_pipeline.model.get_outputs_for_camera(camera)["rgb"]
+        assert (got - expected).abs().max().item() <= 1e-4
+    ns("ns-eval", "--load-config", str(exported), "--output-path", str(tmp_path / "eval.json"))
+
+
+def test_export_bad_input(tmp_path: Path, capsys) -> None:
+    assert main(["export", "--load-config", str(tmp_path / "missing.yml")]) == 2
+    assert "not found" in capsys.readouterr().err
