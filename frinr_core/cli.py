@@ -16,6 +16,7 @@ from typing import Any
 import tyro
 
 from frinr_core import presets
+from frinr_core.errors import first_line
 
 
 @dataclass(frozen=True)
@@ -83,8 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:  # InputError and invalid settings (e.g. FourierLinear arguments)
         if os.environ.get("FRINR_DEBUG"):
             raise
-        message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        print(f"frinr {name}: error: {message}", file=sys.stderr)
+        print(f"frinr {name}: error: {first_line(error)}", file=sys.stderr)
         return 2
     return 0
 

@@ -11,7 +11,7 @@ import torch
 from skimage.transform import resize
 from torch import Tensor
 
-from frinr_core.errors import InputError
+from frinr_core.errors import InputError, first_line
 
 
 def existing_file(path: Path, what: str) -> Path:
@@ -41,7 +41,7 @@ def load_image(path: Path | None, size: int | None = None) -> Tensor:
         try:
             pixels = iio.imread(path)
         except Exception as error:  # imageio raises many types for undecodable files
-            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            reason = first_line(error)
             raise InputError(f"cannot read image {path}: not a readable PNG/JPEG/TIFF ({reason})") from None
     pixels = np.asarray(pixels)
     if pixels.ndim == 3 and pixels.shape[-1] > 4 and pixels.shape[0] <= 4:

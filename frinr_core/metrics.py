@@ -9,6 +9,8 @@ import torch
 from torch import Tensor
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
+from frinr_core.errors import first_line
+
 
 def _nchw(image: Tensor) -> Tensor:  # (H, W, C) -> (1, C, H, W)
     return image.permute(2, 0, 1)[None].float()
@@ -35,7 +37,7 @@ def load_lpips() -> torch.nn.Module | None:
 
         return LearnedPerceptualImagePatchSimilarity(net_type="alex", normalize=True).eval()
     except Exception as error:  # offline downloads fail with URLError, OSError, RuntimeError, ...
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        reason = first_line(error)
         logging.getLogger("frinr").warning(f"LPIPS unavailable (AlexNet weights cannot be loaded: {reason}); null")
         return None
 

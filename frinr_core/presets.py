@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from frinr_core.errors import InputError
+from frinr_core.errors import InputError, first_line
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
@@ -37,7 +37,7 @@ def read_preset(path: Path) -> Preset:
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
-        raise InputError(f"preset {path} is not valid YAML: {str(error).splitlines()[0]}") from None
+        raise InputError(f"preset {path} is not valid YAML: {first_line(error)}") from None
     if not isinstance(data, dict) or not {"task", "description"} <= data.keys():
         raise InputError(f"preset {path} must be a mapping with 'task', 'description' and 'settings'")
     return Preset(path.stem, str(data["task"]), str(data["description"]), data.get("settings") or {})

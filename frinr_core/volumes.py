@@ -18,7 +18,7 @@ import scipy.io
 import trimesh
 from scipy import ndimage
 
-from frinr_core.errors import InputError
+from frinr_core.errors import InputError, first_line
 from frinr_core.io import existing_file
 
 BYTES_PER_VOXEL = 24
@@ -55,7 +55,7 @@ def load_volume(path: Path, key: str, resolution: int) -> np.ndarray:
         try:
             volume = np.load(path, mmap_mode="r", allow_pickle=False)  # memory-mapped: crop before reading
         except (ValueError, OSError) as error:
-            raise InputError(f"cannot read {path} as .npy: {str(error).splitlines()[0]}") from None
+            raise InputError(f"cannot read {path} as .npy: {first_line(error)}") from None
     elif name.endswith(".zip"):
         volume = _load_zipped_mat(path, key)
     elif name.endswith(".mat"):
@@ -86,7 +86,7 @@ def _read_mat(stream, key: str, where: str) -> np.ndarray:
     except NotImplementedError:  # scipy's message for HDF5-based files
         raise InputError(f"{where} is a MATLAB v7.3 (HDF5) file; save it with -v7 or as .npy") from None
     except Exception as error:  # scipy raises ValueError, MatReadError, TypeError... for corrupt files
-        raise InputError(f"cannot read {where} as a .mat file: {str(error).splitlines()[0]}") from None
+        raise InputError(f"cannot read {where} as a .mat file: {first_line(error)}") from None
     if key not in variables:
         stream.seek(0)
         names = [name for name, _, _ in scipy.io.whosmat(stream)]
@@ -141,7 +141,7 @@ def load_mesh(path: Path, resolution: int) -> np.ndarray:
     try:
         mesh = trimesh.load(path, force="mesh")
     except Exception as error:  # trimesh raises many types for unknown or corrupt files
-        raise InputError(f"cannot read mesh {path}: {str(error).splitlines()[0] if str(error) else error!r}") from None
+        raise InputError(f"cannot read mesh {path}: {first_line(error)}") from None
     if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
         raise InputError(f"mesh {path} has no triangles")
     if not np.isfinite(mesh.vertices).all():

@@ -22,7 +22,7 @@ from pathlib import Path
 import tyro
 from nerfstudio.engine.trainer import Trainer
 
-from frinr_core.errors import InputError
+from frinr_core.errors import InputError, first_line
 from frinr_nerfstudio import compat
 
 
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         result = execute(run)
     except Exception as error:  # any failure of any method becomes its row's one-line error
         (run.out / "error.log").write_text(traceback.format_exc())
-        message = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        message = first_line(error)
         result = {"method": run.method, "status": "failed", "error": f"{type(error).__name__}: {message}"}
         print(f"{run.method}: {result['error']}", file=sys.stderr)
     (run.out / "result.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -39,7 +39,7 @@ import torch
 from numpy._core.multiarray import scalar  # numpy 2's name; numpy 1.26 provides it as an alias
 from torch import Tensor, nn
 
-from frinr_core.errors import InputError
+from frinr_core.errors import InputError, first_line
 
 CHECKPOINT_SAFE_GLOBALS = (scalar, np.dtype, np.dtypes.Float64DType)
 """What a numpy float64 scalar (a scheduler's learning rate) unpickles through; nothing else is needed."""
@@ -48,7 +48,7 @@ CHECKPOINT_SAFE_GLOBALS = (scalar, np.dtype, np.dtypes.Float64DType)
 def _print_input_errors(previous):
     def hook(kind, error, traceback) -> None:
         if issubclass(kind, InputError):
-            print(f"frinr: error: {str(error).splitlines()[0] if str(error) else kind.__name__}", file=sys.stderr)
+            print(f"frinr: error: {first_line(error)}", file=sys.stderr)
         else:
             previous(kind, error, traceback)
 
@@ -77,7 +77,7 @@ def _lpips_weights_available(lpips_class: type) -> bool:
         lpips_class(net_type="alex")
         return True
     except Exception as error:  # offline downloads fail with URLError, OSError, RuntimeError, ...
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        reason = first_line(error)
         logging.getLogger("frinr").warning(f"LPIPS unavailable (AlexNet weights cannot be loaded: {reason}); NaN")
         return False
 
