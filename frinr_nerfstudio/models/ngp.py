@@ -37,8 +37,6 @@ class NGPModelConfig(OccupancyModelConfig):
     """Refresh every cell (not a random quarter plus the occupied ones) during these first steps."""
     occupancy_backend: Literal["auto", "nerfacc", "torch"] = "auto"
     """nerfacc's CUDA estimator, the pure-torch one, or auto (nerfacc when its CUDA kernels can run)."""
-    early_stop_eps: float = 1e-4
-    """Drop samples behind the point where transmittance falls below this (torch backend)."""
     render_step_size: float | None = None
     """Minimum step; default: the scene box diagonal / 1000."""
 
