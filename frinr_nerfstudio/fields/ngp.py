@@ -14,13 +14,14 @@ import torch
 from nerfstudio.cameras.rays import RaySamples
 from nerfstudio.configs.base_config import InstantiateConfig
 from nerfstudio.field_components.activations import trunc_exp
-from nerfstudio.field_components.encodings import HashEncoding, SHEncoding
+from nerfstudio.field_components.encodings import SHEncoding
 from nerfstudio.field_components.field_heads import FieldHeadNames
 from nerfstudio.field_components.spatial_distortions import SceneContraction
 from nerfstudio.fields.base_field import Field
 from nerfstudio.utils.external import TCNN_EXISTS
 from torch import Tensor
 
+from frinr_nerfstudio.field_components.hash_encoding import CPUHashEncoding
 from frinr_nerfstudio.heads import ColourHead, DensityHead, HeadConfig
 
 
@@ -58,7 +59,7 @@ class NGPField(Field):
         self.register_buffer("aabb", aabb.clone())  # (2, 3)
         impl = default_implementation() if config.implementation == "auto" else config.implementation
         self.contraction = SceneContraction(order=float("inf")) if config.contraction else None
-        self.encoding = HashEncoding(
+        self.encoding = CPUHashEncoding(
             num_levels=config.num_levels, min_res=config.base_res, max_res=config.max_res,
             log2_hashmap_size=config.log2_hashmap_size, features_per_level=config.features_per_level,
             implementation=impl,

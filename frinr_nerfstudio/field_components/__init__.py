@@ -1,0 +1,1 @@
+"""Small reusable modules the plugin's fields are built from."""

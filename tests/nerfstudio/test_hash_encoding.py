@@ -1,0 +1,80 @@
+"""The compiled CPU hash-grid kernel computes exactly nerfstudio's torch HashEncoding, values and gradients."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+from nerfstudio.field_components.encodings import HashEncoding
+
+from frinr_nerfstudio.field_components import hash_encoding
+from frinr_nerfstudio.field_components.hash_encoding import CPUHashEncoding
+
+SETTINGS = {"num_levels": 8, "min_res": 4, "max_res": 256, "log2_hashmap_size": 10, "implementation": "torch"}
+
+
+def encodings() -> tuple[HashEncoding, CPUHashEncoding]:
+    """A stock encoding and ours sharing one table (hash collisions at the fine levels included)."""
+    torch.manual_seed(0)
+    stock, ours = HashEncoding(**SETTINGS), CPUHashEncoding(**SETTINGS)
+    ours.load_state_dict(stock.state_dict())
+    return stock, ours
+
+
+def positions() -> torch.Tensor:
+    """Random points, the cube's corners and faces, and points exactly on grid vertices (ceil == floor)."""
+    torch.manual_seed(1)
+    on_vertices = torch.randint(0, 5, (50, 3)) / 4.0
+    return torch.cat([torch.rand(2000, 3), torch.tensor([[0.0, 0, 0], [1, 1, 1], [0, 0.5, 1]]), on_vertices])
+
+
+def test_kernel_compiles_here() -> None:
+    assert hash_encoding.cpu_kernel_available(), "g++ and ninja are installed here: the kernel must build"
+
+
+def test_forward_and_table_gradient_match_nerfstudio() -> None:
+    stock, ours = encodings()
+    x = positions()
+    expected, got = stock(x), ours(x)
+    assert got.shape == expected.shape == (x.shape[0], 8 * 2)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-7)
+    upstream = torch.randn_like(expected)
+    (expected * upstream).sum().backward()
+    (got * upstream).sum().backward()
+    torch.testing.assert_close(ours.hash_table.grad, stock.hash_table.grad, rtol=1e-5, atol=1e-6)
+
+
+def test_batch_shape_kept() -> None:
+    stock, ours = encodings()
+    x = positions()[:60].view(3, 20, 3)
+    torch.testing.assert_close(ours(x), stock(x), rtol=1e-5, atol=1e-7)
+
+
+def test_positions_needing_gradients_use_the_stock_path() -> None:
+    """The kernel only differentiates the table; a position gradient (e.g. normals) must still be right."""
+    stock, ours = encodings()
+    x_stock, x_ours = positions()[:100].requires_grad_(), positions()[:100].requires_grad_()
+    stock(x_stock).sum().backward()
+    ours(x_ours).sum().backward()
+    assert x_ours.grad is not None and x_ours.grad.abs().sum() > 0
+    torch.testing.assert_close(x_ours.grad, x_stock.grad)
+
+
+def test_build_failure_falls_back_with_one_warning(monkeypatch: pytest.MonkeyPatch, caplog) -> None:
+    def no_compiler(*args, **kwargs):
+        raise RuntimeError("g++: command not found\nmore detail")
+
+    stock, ours = encodings()
+    monkeypatch.setattr("torch.utils.cpp_extension.load", no_compiler)
+    hash_encoding.cpu_kernel_available.cache_clear()
+    try:
+        with caplog.at_level(logging.WARNING):
+            x = positions()
+            torch.testing.assert_close(ours(x), stock(x))
+            ours(x)
+        warnings = [r for r in caplog.records if "kernel unavailable" in r.getMessage()]
+        assert len(warnings) == 1 and "g++: command not found" in warnings[0].getMessage()
+        assert "more detail" not in warnings[0].getMessage()
+    finally:
+        hash_encoding.cpu_kernel_available.cache_clear()
