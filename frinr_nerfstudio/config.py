@@ -3,7 +3,7 @@
 Both come from one function, so the only difference is the ``fr`` switch of the colour head. The
 settings are nerfstudio's instant-ngp (30k iterations, dynamic batch of 2**18 samples, Adam 1e-2 with
 exponential decay); the device defaults to CUDA when there is one and to the CPU otherwise (with a
-coarser, budgeted occupancy grid), so ``ns-train frinr-ngp --data DIR`` needs no flag on either.
+coarser occupancy grid), so ``ns-train frinr-ngp --data DIR`` needs no flag on either.
 CPU users shorten with ``--max-num-iterations``.
 
 DVGO: DirectVoxGO's settings for Blender scenes: 5k coarse + 20k fine steps of 8192 rays, Adam with learning
@@ -18,19 +18,19 @@ from __future__ import annotations
 import torch
 from nerfstudio.configs.base_config import MachineConfig, ViewerConfig
 from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManagerConfig
+from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
 from nerfstudio.engine.optimizers import AdamOptimizerConfig
 from nerfstudio.engine.schedulers import ExponentialDecaySchedulerConfig
 from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.plugins.types import MethodSpecification
 
 from frinr_nerfstudio import compat, distributed
-from frinr_nerfstudio.datacheck import CheckedNerfstudioDataParserConfig
-from frinr_nerfstudio.distributed import FrinrDynamicBatchPipelineConfig, FrinrPipelineConfig
 from frinr_nerfstudio.fields.dvgo import DVGOFieldConfig, dvgo_fourier
 from frinr_nerfstudio.fields.ngp import NGPFieldConfig
 from frinr_nerfstudio.heads import HeadConfig
 from frinr_nerfstudio.models.dvgo import DVGOModelConfig
 from frinr_nerfstudio.models.ngp import NGPModelConfig
+from frinr_nerfstudio.pipelines import FrinrDynamicBatchPipelineConfig, FrinrPipelineConfig
 
 # Every ns-* command discovers methods (this module) before it trains or loads a checkpoint, so this is
 # where nerfstudio learns what it lacks here: checkpoints that load under weights_only, one-line input
@@ -52,18 +52,17 @@ def ngp_trainer_config(method_name: str, *, fr: bool) -> TrainerConfig:
         machine=MachineConfig(device_type="cuda" if cuda else "cpu"),
         pipeline=FrinrDynamicBatchPipelineConfig(
             datamanager=VanillaDataManagerConfig(
-                dataparser=CheckedNerfstudioDataParserConfig(),
+                dataparser=NerfstudioDataParserConfig(),
                 train_num_rays_per_batch=4096,
                 eval_num_rays_per_batch=4096,
             ),
             model=NGPModelConfig(
                 field=field,
                 eval_num_rays_per_chunk=8192 if cuda else 2048,
-                # Without CUDA the grid is refreshed by the torch hash field, ~100x slower per point than
-                # tiny-cuda-nn: a coarser grid, refreshed a bounded number of cells at a time, and smaller
-                # eval chunks (memory).
+                # Without CUDA: a coarser grid (64³ cells per level, refreshed on nerfacc's schedule, costs
+                # a few percent of the steps; a budgeted sweep refreshes cells too rarely for the EMA to
+                # clear empty space) and smaller eval chunks (memory).
                 grid_resolution=128 if cuda else 64,
-                grid_cells_per_update=None if cuda else 1 << 17,
             ),
         ),
         optimizers={
@@ -121,7 +120,7 @@ def dvgo_trainer_config(method_name: str, *, fr: bool) -> TrainerConfig:
         machine=MachineConfig(device_type="cuda" if torch.cuda.is_available() else "cpu"),
         pipeline=FrinrPipelineConfig(
             datamanager=VanillaDataManagerConfig(
-                dataparser=CheckedNerfstudioDataParserConfig(),
+                dataparser=NerfstudioDataParserConfig(),
                 train_num_rays_per_batch=8192,
                 eval_num_rays_per_batch=4096,
             ),
