@@ -11,18 +11,19 @@ Stock nerfstudio 1.1.5 on bad input (checked by hand, see tests/nerfstudio/test_
   fewer than 10 images and the default 0.9 train fraction silently an empty eval set.
 
 :func:`check_scene` catches each of these up front with an :class:`~frinr_core.errors.InputError`; the
-``Checked*DataParserConfig`` classes run it when nerfstudio sets the dataparser up, so ``ns-train``,
-``ns-eval`` and ``ns-viewer`` with our methods fail before any work is done.
+``Checked*`` parsers run it when nerfstudio sets the dataparser up (our pipelines swap them in with
+:func:`use_checked_parser`), so ``ns-train``, ``ns-eval`` and ``ns-viewer`` with our methods fail before any
+work is done.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from nerfstudio.data.dataparsers.base_dataparser import DataParserConfig
 from nerfstudio.data.dataparsers.blender_dataparser import Blender, BlenderDataParserConfig
 from nerfstudio.data.dataparsers.nerfstudio_dataparser import Nerfstudio, NerfstudioDataParserConfig
 
@@ -136,13 +137,6 @@ class CheckedBlender(Blender):
         super().__init__(config)
 
 
-@dataclass
-class CheckedBlenderDataParserConfig(BlenderDataParserConfig):
-    """blender-data with the scene validated first: a bad scene is one line of error, not a traceback."""
-
-    _target: type = field(default_factory=lambda: CheckedBlender)
-
-
 class CheckedNerfstudio(Nerfstudio):
     """nerfstudio's nerfstudio-data parser, validating the capture when it is set up."""
 
@@ -151,8 +145,14 @@ class CheckedNerfstudio(Nerfstudio):
         super().__init__(config)
 
 
-@dataclass
-class CheckedNerfstudioDataParserConfig(NerfstudioDataParserConfig):
-    """nerfstudio-data with the capture validated first."""
+CHECKED_PARSERS = {Blender: CheckedBlender, Nerfstudio: CheckedNerfstudio}
 
-    _target: type = field(default_factory=lambda: CheckedNerfstudio)
+
+def use_checked_parser(config: DataParserConfig) -> DataParserConfig:
+    """Point a stock blender-data / nerfstudio-data config at its validating parser (in place; others untouched).
+
+    Done by our pipelines before they build the datamanager, so the check runs whichever dataparser
+    subcommand the user picked, including an explicit ``blender-data``.
+    """
+    config._target = CHECKED_PARSERS.get(config._target, config._target)
+    return config

@@ -3,7 +3,8 @@
 Stock nerfstudio 1.1.5 assumes CUDA twice on this path: its spawned worker asserts a GPU before
 joining the process group, and its pipeline hands ``device_ids`` to DDP, which CPU modules reject.
 :func:`install` gives the spawn a worker that joins a gloo group on CPU (CUDA runs stay on the stock
-worker and NCCL); :class:`DeviceAgnosticDDP` makes our pipelines wrap DDP with device ids only on CUDA.
+worker and NCCL); :class:`DeviceAgnosticDDP` makes our pipelines (:mod:`frinr_nerfstudio.pipelines`) wrap DDP
+with device ids only on CUDA.
 
 What keeps ranks consistent: DDP broadcasts rank 0's parameters at wrap time (an in-place copy, which
 invalidates every FourierLinear's cached weight) and averages gradients before each optimizer step, so
@@ -13,14 +14,11 @@ before every forward, so all ranks march rays through rank 0's occupancy grid.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineConfig
-from nerfstudio.pipelines.dynamic_batch import DynamicBatchPipeline, DynamicBatchPipelineConfig
 from nerfstudio.utils import comms
 from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -88,21 +86,3 @@ class DeviceAgnosticDDP:
             cuda = torch.device(device).type == "cuda"
             self._model = DDP(self._model, device_ids=[local_rank] if cuda else None, find_unused_parameters=True)
             comms.synchronize()
-
-
-class FrinrPipeline(DeviceAgnosticDDP, VanillaPipeline):
-    """nerfstudio's VanillaPipeline with a DDP wrap that also works on CPU (gloo)."""
-
-
-class FrinrDynamicBatchPipeline(DeviceAgnosticDDP, DynamicBatchPipeline):
-    """nerfstudio's DynamicBatchPipeline (Instant-NGP's sample-count batching), DDP on CPU too."""
-
-
-@dataclass
-class FrinrPipelineConfig(VanillaPipelineConfig):
-    _target: type = field(default_factory=lambda: FrinrPipeline)
-
-
-@dataclass
-class FrinrDynamicBatchPipelineConfig(DynamicBatchPipelineConfig):
-    _target: type = field(default_factory=lambda: FrinrDynamicBatchPipeline)

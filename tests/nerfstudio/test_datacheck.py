@@ -5,15 +5,19 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import subprocess
+import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
+from nerfstudio.data.dataparsers.blender_dataparser import BlenderDataParserConfig
+from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
 
 from frinr_core.errors import InputError
-from frinr_nerfstudio.datacheck import CheckedBlenderDataParserConfig, CheckedNerfstudioDataParserConfig, check_scene
+from frinr_nerfstudio.datacheck import check_scene, use_checked_parser
 from frinr_nerfstudio.scene import make_scene
 
 
@@ -52,14 +56,14 @@ def test_bad_blender_scene_is_one_line(good: Path, tmp_path: Path, case: str) ->
         check_scene(data, "blender-data")
     assert "\n" not in str(error.value)
     with pytest.raises(InputError, match=message):  # what ns-train / ns-eval hit when nerfstudio sets up the parser
-        CheckedBlenderDataParserConfig(data=data).setup()
+        use_checked_parser(BlenderDataParserConfig(data=data)).setup()
 
 
 def test_good_scene_parses_as_stock_blender_does(good: Path) -> None:
     check_scene(good, "blender-data")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        outputs = CheckedBlenderDataParserConfig(data=good).setup().get_dataparser_outputs("train")
+        outputs = use_checked_parser(BlenderDataParserConfig(data=good)).setup().get_dataparser_outputs("train")
     assert len(outputs.image_filenames) == 3
 
 
@@ -82,7 +86,7 @@ def test_good_capture_passes(good: Path, tmp_path: Path) -> None:
     check_scene(data / "transforms.json", "nerfstudio-data")  # nerfstudio-data also takes the JSON itself
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        parser = CheckedNerfstudioDataParserConfig(data=data).setup()
+        parser = use_checked_parser(NerfstudioDataParserConfig(data=data)).setup()
         assert len(parser.get_dataparser_outputs("test").image_filenames) == 1
 
 
@@ -117,3 +121,15 @@ def test_missing_capture_directory(tmp_path: Path) -> None:
 def test_unknown_dataparser_is_named(good: Path) -> None:
     with pytest.raises(InputError, match="unknown dataparser 'colmap'"):
         check_scene(good, "colmap")
+
+
+def test_explicit_blender_data_subcommand_is_checked_too(good: Path, tmp_path: Path) -> None:
+    """`ns-train frinr-ngp blender-data --data BAD`: the stock parser would fail deep in imageio; ours says why."""
+    data = _variant(good, tmp_path / "scene", lambda d: (d / "train" / "r_1.png").unlink())
+    ns_train = Path(sys.executable).with_name("ns-train")
+    command = [str(ns_train), "frinr-ngp", "--vis", "tensorboard", "--output-dir", str(tmp_path / "out")]
+    command += ["blender-data", "--data", str(data)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("frinr: error:")]
+    assert len(errors) == 1 and "missing image file" in errors[0] and "r_1.png" in errors[0]

@@ -1,0 +1,42 @@
+"""Our methods' pipelines: nerfstudio's vanilla and dynamic-batch pipelines, plus what our methods promise.
+
+- The scene is validated whichever dataparser subcommand was picked (the default nerfstudio-data or an
+  explicit blender-data): a bad scene is one line of error before any work (:mod:`frinr_nerfstudio.datacheck`).
+- DDP also works on CPU (gloo), not only with CUDA device ids (:mod:`frinr_nerfstudio.distributed`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineConfig
+from nerfstudio.pipelines.dynamic_batch import DynamicBatchPipeline, DynamicBatchPipelineConfig
+
+from frinr_nerfstudio.datacheck import use_checked_parser
+from frinr_nerfstudio.distributed import DeviceAgnosticDDP
+
+
+class CheckedScene:
+    """Pipeline mixin: swap in the validating dataparser before nerfstudio builds the datamanager."""
+
+    def __init__(self, config, *args, **kwargs):
+        use_checked_parser(config.datamanager.dataparser)
+        super().__init__(config, *args, **kwargs)
+
+
+class FrinrPipeline(CheckedScene, DeviceAgnosticDDP, VanillaPipeline):
+    """nerfstudio's VanillaPipeline: checked scene, DDP on CPU too."""
+
+
+class FrinrDynamicBatchPipeline(CheckedScene, DeviceAgnosticDDP, DynamicBatchPipeline):
+    """nerfstudio's DynamicBatchPipeline (Instant-NGP's sample-count batching): checked scene, DDP on CPU too."""
+
+
+@dataclass
+class FrinrPipelineConfig(VanillaPipelineConfig):
+    _target: type = field(default_factory=lambda: FrinrPipeline)
+
+
+@dataclass
+class FrinrDynamicBatchPipelineConfig(DynamicBatchPipelineConfig):
+    _target: type = field(default_factory=lambda: FrinrDynamicBatchPipeline)
