@@ -41,7 +41,8 @@ class CompareConfig:
     """Wall-clock training budget per method (evaluation not counted)."""
     seed: int = 42
     rays_per_batch: int | None = None
-    """Training rays per batch for every method (default: each method's own)."""
+    """Training rays per batch for every method (default: each method's own). Methods with a dynamic batch
+    (frinr-ngp, instant-ngp: a target number of samples per step) only start from it."""
     views: int = 3
     """Test views shown side by side in views.png."""
     out: Path = Path("outputs/compare")

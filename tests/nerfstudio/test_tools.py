@@ -14,7 +14,7 @@ from frinr_core.cli import main
 
 def test_compare_isolates_failures_writes_summaries_and_resumes(tiny_scene: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "cmp"
-    args = ["compare", "--methods", "no-such-method", "frinr-ngp", "--data", str(tiny_scene),
+    args = ["compare", "--methods", "no-such-method", "frinr-ngp", "nerfacto", "--data", str(tiny_scene),
             "--steps", "3", "--rays-per-batch", "64", "--views", "2", "--out", str(out)]  # fmt: skip
     assert main(args) == 0
     summary = json.loads((out / "summary.json").read_text())
@@ -23,12 +23,15 @@ def test_compare_isolates_failures_writes_summaries_and_resumes(tiny_scene: Path
     row = rows["frinr-ngp"]  # a failure before it did not stop it
     assert row["status"] == "ok" and row["steps"] == 3 and 0 < row["psnr"] < 60 and row["params"] > 0
     assert row["train_rays_per_second"] > 0 and row["peak_memory_mb"] > 0 and Path(row["checkpoint"]).exists()
+    builtin = rows["nerfacto"]  # a built-in method: moved to the CPU, torch encodings, LPIPS n/a offline
+    assert builtin["status"] == "ok" and builtin["steps"] == 3 and 0 < builtin["psnr"] < 60
+    assert builtin["lpips"] is None or 0 <= builtin["lpips"] <= 1
     markdown = (out / "summary.md").read_text()
     assert "| frinr-ngp |" in markdown and "no-such-method: " in markdown
     for figure in ("psnr.png", "views.png"):
         assert (out / figure).stat().st_size > 0
 
-    finished = {m: (out / m / "result.json").stat().st_mtime_ns for m in ("frinr-ngp",)}
+    finished = {m: (out / m / "result.json").stat().st_mtime_ns for m in ("frinr-ngp", "nerfacto")}
     capsys.readouterr()
     assert main(args) == 0
     assert "finished earlier" in capsys.readouterr().out
