@@ -25,6 +25,16 @@ def _check_positive_float(name: str, value: float) -> None:
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
 
 
+def _sampling(in_features: int, low_freqs: int, high_freqs: int, phases: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Frequencies (F,) low ``1/L … 1`` then high ``1 … H``, phases (P,) ``2πp/P`` and sample points (in,), float64."""
+    freqs = torch.cat(
+        [torch.arange(1, low_freqs + 1, dtype=torch.float64) / low_freqs, torch.arange(1, high_freqs + 1).double()]
+    )
+    phis = 2 * math.pi * torch.arange(phases, dtype=torch.float64) / phases
+    period = 2 * math.pi / freqs.min()
+    return freqs, phis, torch.linspace(-period / 2, period / 2, in_features, dtype=torch.float64)
+
+
 def fourier_bases(in_features: int, low_freqs: int, high_freqs: int, phases: int, alpha: float) -> Tensor:
     """The fixed basis matrix B, shape ``((low_freqs + high_freqs) * phases, in_features)``.
 
@@ -32,14 +42,37 @@ def fourier_bases(in_features: int, low_freqs: int, high_freqs: int, phases: int
     ``T = 2π / min(f)``: the lowest frequency completes exactly one period across the input axis.
     Rows are ordered low frequencies ``1/L … 1`` first, then high ``1 … H``, each over all phases.
     """
-    freqs = torch.cat(
-        [torch.arange(1, low_freqs + 1, dtype=torch.float64) / low_freqs, torch.arange(1, high_freqs + 1).double()]
-    )
-    phis = 2 * math.pi * torch.arange(phases, dtype=torch.float64) / phases
-    period = 2 * math.pi / freqs.min()
-    x = torch.linspace(-period / 2, period / 2, in_features, dtype=torch.float64)
+    freqs, phis, x = _sampling(in_features, low_freqs, high_freqs, phases)
     angles = freqs[:, None, None] * x[None, None, :] + phis[None, :, None]  # (F, P, in)
     return (alpha * torch.cos(angles)).reshape(-1, in_features).float()
+
+
+def fourier_factors(
+    in_features: int, low_freqs: int, high_freqs: int, phases: int, alpha: float
+) -> tuple[Tensor, Tensor]:
+    """B through its 2F distinct waves: ``cos(f x + φ) = cos φ · cos f x − sin φ · sin f x``.
+
+    Returns ``waves`` (2F, in), rows ``alpha·cos(f x), alpha·sin(f x)`` per frequency, and ``phase_mix`` (P, 2),
+    rows ``(cos φ, −sin φ)``, so that row ``(f, p)`` of B is ``phase_mix[p] @ waves[2f : 2f + 2]``. B has rank at
+    most 2F, far below its M = F·P rows: products with B cost P times less through the factors.
+    """
+    freqs, phis, x = _sampling(in_features, low_freqs, high_freqs, phases)
+    angles = freqs[:, None] * x[None, :]  # (F, in)
+    waves = alpha * torch.stack([torch.cos(angles), torch.sin(angles)], dim=1)  # (F, 2, in)
+    phase_mix = torch.stack([torch.cos(phis), -torch.sin(phis)], dim=1)  # (P, 2)
+    return waves.reshape(-1, in_features).float(), phase_mix.float()
+
+
+def _weight_of(coeffs: Tensor, waves: Tensor, phase_mix: Tensor) -> Tensor:
+    """``Λ B`` (out, in) from Λ (out, M) through the factors: out·M·2 + out·2F·in multiply-adds, not out·M·in."""
+    mixed = coeffs.reshape(coeffs.shape[0], -1, phase_mix.shape[0]) @ phase_mix  # (out, F, 2)
+    return mixed.reshape(coeffs.shape[0], -1) @ waves
+
+
+def _coeffs_grad(grad_weight: Tensor, waves: Tensor, phase_mix: Tensor) -> Tensor:
+    """``dL/dΛ = dL/dW · Bᵀ`` (out, M) through the factors."""
+    per_wave = (grad_weight @ waves.T).reshape(grad_weight.shape[0], -1, 2)  # (out, F, 2)
+    return (per_wave @ phase_mix.T).reshape(grad_weight.shape[0], -1)
 
 
 class _CachedWeightLinear(torch.autograd.Function):
@@ -51,27 +84,27 @@ class _CachedWeightLinear(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(x: Tensor, coeffs: Tensor, bias: Tensor, weight: Tensor, bases: Tensor) -> Tensor:
+    def forward(x: Tensor, coeffs: Tensor, bias: Tensor, weight: Tensor, waves: Tensor, phase_mix: Tensor) -> Tensor:
         return nn.functional.linear(x, weight, bias)
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:
-        x, _, _, weight, bases = inputs
-        ctx.save_for_backward(x, weight, bases)
+        x, _, _, weight, waves, phase_mix = inputs
+        ctx.save_for_backward(x, weight, waves, phase_mix)
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
-        x, weight, bases = ctx.saved_tensors
+        x, weight, waves, phase_mix = ctx.saved_tensors
         grad_x = grad_coeffs = grad_bias = None
         if ctx.needs_input_grad[0]:
             grad_x = grad_out @ weight.to(grad_out.dtype)
         flat_grad = grad_out.reshape(-1, grad_out.shape[-1])  # (N, out)
         if ctx.needs_input_grad[1]:
             grad_weight = flat_grad.T @ x.reshape(-1, x.shape[-1]).to(flat_grad.dtype)  # (out, in)
-            grad_coeffs = grad_weight.to(bases.dtype) @ bases.T  # (out, M)
+            grad_coeffs = _coeffs_grad(grad_weight.to(waves.dtype), waves, phase_mix)  # (out, M)
         if ctx.needs_input_grad[2]:
             grad_bias = flat_grad.sum(0).to(weight.dtype)
-        return grad_x, grad_coeffs, grad_bias, None, None
+        return grad_x, grad_coeffs, grad_bias, None, None, None
 
 
 class FourierLinear(nn.Module):
@@ -115,8 +148,11 @@ class FourierLinear(nn.Module):
         self.low_freqs, self.high_freqs, self.phases = low_freqs, high_freqs, phases
         self.alpha, self.omega0 = alpha, omega0
 
-        bases = fourier_bases(in_features, low_freqs, high_freqs, phases, alpha)  # (M, in)
+        bases = fourier_bases(in_features, low_freqs, high_freqs, phases, alpha)  # (M, in): the definition
         self.register_buffer("bases", bases, persistent=False)
+        waves, phase_mix = fourier_factors(in_features, low_freqs, high_freqs, phases, alpha)  # the fast route
+        self.register_buffer("waves", waves, persistent=False)
+        self.register_buffer("phase_mix", phase_mix, persistent=False)
         num_bases = self.bases.shape[0]
         bound = math.sqrt(6 / num_bases) / self.bases.norm(dim=1)  # (M,): one range per basis (column of Λ)
         if omega0 is not None:
@@ -135,7 +171,7 @@ class FourierLinear(nn.Module):
         # Optimizer steps, load_state_dict and DDP broadcasts modify coeffs in place (bumping _version);
         # .to()/.cuda() swap the storage (data_ptr). Either invalidates the cached weight.
         c = self.coeffs
-        return (c.data_ptr(), c._version, c.device, c.dtype, self.bases.data_ptr())
+        return (c.data_ptr(), c._version, c.device, c.dtype, self.waves.data_ptr())
 
     @property
     def weight(self) -> Tensor:
@@ -143,21 +179,21 @@ class FourierLinear(nn.Module):
         key = self._cache_key()
         if self._cache is None or self._cache[0] != key:
             with torch.no_grad():
-                self._cache = (key, self.coeffs @ self.bases)
+                self._cache = (key, _weight_of(self.coeffs, self.waves, self.phase_mix))
         return self._cache[1]
 
     def forward(self, x: Tensor) -> Tensor:  # (..., in) -> (..., out)
         wrapped = torch._C._functorch.is_functorch_wrapped_tensor
         if wrapped(self.coeffs) or wrapped(x):
             # torch.func transforms (vmap/jacrev over parameters or inputs) need the plain differentiable expression.
-            return nn.functional.linear(x, self.coeffs @ self.bases, self.bias)
-        return _CachedWeightLinear.apply(x, self.coeffs, self.bias, self.weight, self.bases)
+            return nn.functional.linear(x, _weight_of(self.coeffs, self.waves, self.phase_mix), self.bias)
+        return _CachedWeightLinear.apply(x, self.coeffs, self.bias, self.weight, self.waves, self.phase_mix)
 
     def fold(self) -> nn.Linear:
         """A plain ``nn.Linear`` computing the same function, for deployment."""
         linear = nn.Linear(self.in_features, self.out_features, device=self.coeffs.device, dtype=self.coeffs.dtype)
         with torch.no_grad():
-            linear.weight.copy_(self.coeffs @ self.bases)
+            linear.weight.copy_(_weight_of(self.coeffs, self.waves, self.phase_mix))
             linear.bias.copy_(self.bias)
         return linear
 

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from frinr_core import FourierLinear, fold_fourier_layers
+from frinr_core.fourier import fourier_bases, fourier_factors
 
 
 def reference_basis(row: int, column: int, in_features: int, low: int, high: int, phases: int, alpha: float) -> float:
@@ -154,3 +155,17 @@ def test_invalid_settings_name_the_argument(kwargs, name):
     arguments = {"in_features": 8, "out_features": 4} | kwargs
     with pytest.raises(ValueError, match=name):
         FourierLinear(arguments.pop("in_features"), arguments.pop("out_features"), **arguments)
+
+
+SIZES = [(256, 128, 128, 32), (64, 32, 32, 64), (7, 3, 0, 5)]  # (in, L, H, P): paper 2D, paper NGP, odd
+
+
+@pytest.mark.parametrize(("in_features", "low", "high", "phases"), SIZES)
+def test_factors_rebuild_the_bases_and_the_weight(in_features: int, low: int, high: int, phases: int) -> None:
+    """The fast route (2F waves × P phase mixes) is the same B, so W equals the plain product."""
+    bases = fourier_bases(in_features, low, high, phases, 0.05)
+    waves, phase_mix = fourier_factors(in_features, low, high, phases, 0.05)
+    rebuilt = (phase_mix[None] @ waves.view(-1, 2, in_features)).reshape(-1, in_features)  # (F, P, in) -> (M, in)
+    torch.testing.assert_close(rebuilt, bases, rtol=0, atol=1e-6)
+    layer = FourierLinear(in_features, 5, low_freqs=low, high_freqs=high, phases=phases, alpha=0.05)
+    torch.testing.assert_close(layer.weight, layer.coeffs.detach() @ bases, rtol=1e-5, atol=1e-6)
