@@ -17,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from nerfstudio.engine.callbacks import TrainingCallbackLocation
+from benchmarks.nerf import interleaved_step_times
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 METHODS = ("frinr-dvgo", "frinr-dvgo-baseline", "frinr-ngp")
@@ -51,34 +51,13 @@ def run_one(argv: list[str]) -> int:
 
 def step_overhead(scene: Path, steps: int) -> str:
     """FR / baseline fine-stage step time, interleaved in one process so machine load hits both alike."""
-    import copy
-    import statistics
-    import time
 
-    from nerfstudio.configs.method_configs import all_methods
-    from nerfstudio.data.dataparsers.blender_dataparser import BlenderDataParserConfig
-
-    trainers = {}
-    for method in METHODS[:2]:
-        config = copy.deepcopy(all_methods[method])
-        config.set_timestamp()
-        config.output_dir, config.vis = Path("outputs/bench_dvgo/overhead"), "tensorboard"
-        config.pipeline.datamanager.dataparser = BlenderDataParserConfig(data=scene)
+    def fine_stage_only(config) -> None:
         cpu_recipe(config)
         config.pipeline.model.coarse_steps, config.pipeline.model.upscale_steps = 0, ()  # fine stage at 80^3
-        trainer = config.setup(local_rank=0, world_size=1)
-        trainer.setup()
-        trainers[method] = trainer
-    times = {method: [] for method in trainers}
-    for step in range(steps + 2):  # two warm-up steps each
-        for method, trainer in trainers.items():
-            for callback in trainer.callbacks:
-                callback.run_callback_at_location(step, TrainingCallbackLocation.BEFORE_TRAIN_ITERATION)
-            start = time.perf_counter()
-            trainer.train_iteration(step)
-            if step >= 2:
-                times[method].append(time.perf_counter() - start)
-    fr, base = (statistics.median(times[m]) for m in METHODS[:2])
+
+    times = interleaved_step_times(METHODS[:2], scene, steps, recipe=fine_stage_only)
+    fr, base = (times[m] for m in METHODS[:2])
     return (
         f"Fine-stage step (80³ grids, 1024 rays, median of {steps} interleaved): FR {fr:.3f} s, "
         f"baseline {base:.3f} s, ratio {fr / base:.3f}× (target ≤ 1.05×)"
@@ -109,15 +88,25 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("outputs/bench_dvgo"))
     parser.add_argument("--overhead-steps", type=int, default=10, help="interleaved FR / baseline steps (0: skip)")
     parser.add_argument("--no-write", action="store_true", help="print the table, leave BENCHMARKS.md alone")
+    parser.add_argument(
+        "--keep-finished", action="store_true", help="reuse OUT/<scene>/<method>/result.json of an earlier ok run"
+    )
+    parser.add_argument("--only-finished", action="store_true", help="tabulate existing results, train nothing new")
     args = parser.parse_args()
     results = []
     for scene in args.scenes:
         for method in args.methods:
             out = args.out / scene / method
-            command = [sys.executable, "-m", "benchmarks.bench_dvgo", "run", "--method", method]
-            command += ["--data", str(DATA / scene), "--minutes", str(args.minutes), "--out", str(out)]
-            subprocess.run(command, check=False)
-            result = json.loads((out / "result.json").read_text())
+            finished = out / "result.json"
+            if args.only_finished and not finished.exists():
+                results.append({"scene": scene, "method": method, "status": "not run", "error": "not run"})
+                continue
+            kept = args.keep_finished and finished.exists() and json.loads(finished.read_text())["status"] == "ok"
+            if not (args.only_finished or kept):
+                command = [sys.executable, "-m", "benchmarks.bench_dvgo", "run", "--method", method]
+                command += ["--data", str(DATA / scene), "--minutes", str(args.minutes), "--out", str(out)]
+                subprocess.run(command, check=False)
+            result = json.loads(finished.read_text())
             results.append({"scene": scene, **result})
     body = table(results)
     ratios = []

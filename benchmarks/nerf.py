@@ -1,0 +1,49 @@
+"""What the NeRF benchmarks share: interleaved step timing of nerfstudio methods in one process."""
+
+from __future__ import annotations
+
+import copy
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from nerfstudio.engine.callbacks import TrainingCallbackLocation
+
+
+def interleaved_step_times(
+    methods: tuple[str, ...], scene: Path, steps: int, warmup: int = 2, recipe: Callable | None = None
+) -> dict[str, float]:
+    """Median seconds per training step of each method, stepped in turn so that machine load hits all alike.
+
+    Every method starts from the same seed and runs its training callbacks (e.g. occupancy-grid updates), so
+    after the same number of steps each is in a comparable state; the first ``warmup`` steps are not timed.
+    """
+    from nerfstudio.configs.method_configs import all_methods
+    from nerfstudio.data.dataparsers.blender_dataparser import BlenderDataParserConfig
+
+    from frinr_nerfstudio import compat
+
+    trainers = {}
+    for method in methods:
+        config = copy.deepcopy(all_methods[method])
+        config.set_timestamp()
+        config.output_dir, config.vis = Path("outputs/bench_overhead"), "tensorboard"
+        config.pipeline.datamanager.dataparser = BlenderDataParserConfig(data=scene)
+        compat.adapt_to_machine(config)
+        if recipe is not None:
+            recipe(config)
+        trainer = config.setup(local_rank=0, world_size=1)
+        with compat.offline_lpips():
+            trainer.setup()
+        trainers[method] = trainer
+    times = {method: [] for method in trainers}
+    for step in range(steps + warmup):
+        for method, trainer in trainers.items():
+            for callback in trainer.callbacks:
+                callback.run_callback_at_location(step, TrainingCallbackLocation.BEFORE_TRAIN_ITERATION)
+            start = time.perf_counter()
+            trainer.train_iteration(step)
+            if step >= warmup:
+                times[method].append(time.perf_counter() - start)
+    return {method: statistics.median(values) for method, values in times.items()}
