@@ -4,7 +4,7 @@ Without tiny-cuda-nn, nerfstudio's hash encoding is written in tensor ops that m
 (N, levels, 8) temporaries per lookup; on a CPU that memory traffic is most of an Instant-NGP step. The
 kernel in ``hash_grid.cpp`` computes the same function (same table layout, hash and interpolation, so
 checkpoints and results are interchangeable with the stock encoding) level by level, with the level's table
-slice in cache — about ten times faster forward and backward. It is compiled once per machine with
+slice in cache — 7–8 times faster forward + backward (BENCHMARKS.md). It is compiled once per machine with
 torch's extension builder (g++ and ninja, cached under ``~/.cache/torch_extensions``); where that is
 impossible the stock torch code runs, after one warning. tcnn, when present, is used unchanged.
 """
