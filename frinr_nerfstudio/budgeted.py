@@ -73,7 +73,6 @@ def configure(run: BudgetRun):
     if run.dataparser not in all_dataparsers:
         raise InputError(f"unknown dataparser {run.dataparser!r}; choose from {', '.join(all_dataparsers)}")
     config = copy.deepcopy(all_methods[run.method])
-    config._target = BudgetTrainer
     config.output_dir, config.experiment_name, config.timestamp = run.out, "run", "latest"
     config.pipeline.datamanager.dataparser = copy.deepcopy(all_dataparsers[run.dataparser])
     config.pipeline.datamanager.data = run.data
@@ -91,8 +90,8 @@ def execute(run: BudgetRun) -> dict:
     from nerfstudio.utils.eval_utils import eval_setup
 
     config = configure(run)
-    config.save_config()
-    trainer: BudgetTrainer = config.setup(local_rank=0, world_size=1)
+    config.save_config()  # names nerfstudio's Trainer, so ns-viewer / ns-eval load the run like any other
+    trainer = BudgetTrainer(config, local_rank=0, world_size=1)
     trainer.budget_seconds = run.minutes * 60 if run.minutes else float("inf")
     with compat.offline_lpips():
         trainer.setup()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from conftest import ns
 
 from frinr_core.cli import main
@@ -23,6 +24,8 @@ def test_compare_isolates_failures_writes_summaries_and_resumes(tiny_scene: Path
     row = rows["frinr-ngp"]  # a failure before it did not stop it
     assert row["status"] == "ok" and row["steps"] == 3 and 0 < row["psnr"] < 60 and row["params"] > 0
     assert row["train_rays_per_second"] > 0 and row["peak_memory_mb"] > 0 and Path(row["checkpoint"]).exists()
+    saved = yaml.load(Path(row["config"]).read_text(), Loader=yaml.Loader)  # loadable outside the training process
+    assert saved.method_name == "frinr-ngp" and saved._target.__module__ == "nerfstudio.engine.trainer"
     builtin = rows["nerfacto"]  # a built-in method: moved to the CPU, torch encodings, LPIPS n/a offline
     assert builtin["status"] == "ok" and builtin["steps"] == 3 and 0 < builtin["psnr"] < 60
     assert builtin["lpips"] is None or 0 <= builtin["lpips"] <= 1
