@@ -218,7 +218,8 @@ def run(config: MakeSceneConfig) -> Path:
         config.out, size=config.size, n_train=config.n_train, n_val=config.n_val, n_test=config.n_test, seed=config.seed
     )
     total = config.n_train + config.n_val + config.n_test
-    print(f"wrote {total} views ({config.size}×{config.size}) to {out}; train with: ns-train frinr-ngp --data {out}")
+    print(f"wrote {total} views ({config.size}×{config.size}) to {out}")
+    print(f"train with: ns-train frinr-ngp blender-data --data {out}")
     return out
 
 
