@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# NeRF on a scene rendered from code (no download): FR vs baseline Instant-NGP, 100 steps each (~4 min each on
+# NeRF on a scene rendered from code (no download): FR vs baseline Instant-NGP, 100 steps each (3–8 min each on
 # 2 cores; a step budget stays fair on a busy machine), then the test-split table, test renders and
 # outputs/demo/views.png. Run again: finished runs are kept.
 demo: $(STAMP)
