@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from benchmarks.nerf import interleaved_step_times
+from benchmarks.report import publish
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 METHODS = ("frinr-dvgo", "frinr-dvgo-baseline", "frinr-ngp")
@@ -118,12 +119,7 @@ def main() -> None:
     if args.overhead_steps:
         ratios.append(step_overhead(DATA / args.scenes[0], args.overhead_steps))
     body += "\n\n" + "\n\n".join(ratios) + f"\n\nBudget {args.minutes} min per method; DVGO methods: `cpu_recipe`."
-    if args.no_write:
-        print(body)
-    else:
-        from benchmarks.report import write_section
-
-        write_section("dvgo", "DirectVoxGO: FR vs baseline vs frinr-ngp, same wall-clock budget", body)
+    publish("dvgo", "DirectVoxGO: FR vs baseline vs frinr-ngp, same wall-clock budget", body, dry_run=args.no_write)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import time
 import torch
 from nerfstudio.field_components.encodings import HashEncoding
 
+from benchmarks.report import publish
 from frinr_nerfstudio.field_components.hash_encoding import CPUHashEncoding, cpu_kernel_available
 
 SETTINGS = {"num_levels": 16, "min_res": 16, "max_res": 2048, "log2_hashmap_size": 19, "implementation": "torch"}
@@ -48,12 +49,8 @@ def main() -> None:
         rows.append(f"| {n:,} | {slow:.3f} | {fast:.3f} | {slow / fast:.1f}× |")
     body = "Forward + backward into the table, median of {} rounds; Instant-NGP settings (16 levels × 2^19 rows).\n\n{}"
     body = body.format(args.rounds, "\n".join(rows))
-    if args.no_write:
-        print(body)
-    else:
-        from benchmarks.report import write_section
-
-        write_section("hash-encoding", "Hash-grid encoding on the CPU: nerfstudio's torch code vs the kernel", body)
+    title = "Hash-grid encoding on the CPU: nerfstudio's torch code vs the kernel"
+    publish("hash-encoding", title, body, dry_run=args.no_write)
 
 
 if __name__ == "__main__":

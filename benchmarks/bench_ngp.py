@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.nerf import interleaved_step_times
+from benchmarks.report import publish
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 METHODS = ("frinr-ngp", "frinr-ngp-baseline", "nerfacto")
@@ -90,13 +91,8 @@ def main() -> None:
     if {"frinr-ngp", "frinr-ngp-baseline"} <= by_method.keys():
         configs = (Path(by_method[m]["config"]) for m in METHODS[:2])
         body.append(render_times(*configs, rounds=args.render_rounds))
-    text = "\n\n".join(body)
-    if args.no_write:
-        print(text)
-    else:
-        from benchmarks.report import write_section
-
-        write_section("ngp", "frinr-ngp vs frinr-ngp-baseline vs nerfacto on lego_100, same wall-clock budget", text)
+    title = "frinr-ngp vs frinr-ngp-baseline vs nerfacto on lego_100, same wall-clock budget"
+    publish("ngp", title, "\n\n".join(body), dry_run=args.no_write)
 
 
 if __name__ == "__main__":

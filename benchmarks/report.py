@@ -32,3 +32,11 @@ def write_section(name: str, title: str, body: str, path: Path = BENCHMARKS) -> 
     text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip() + "\n\n" + section
     path.write_text(text.rstrip() + "\n")
     print(section)
+
+
+def publish(name: str, title: str, body: str, dry_run: bool = False) -> None:
+    """Write section ``name`` of BENCHMARKS.md, or with ``dry_run`` (a script's --no-write) only print ``body``."""
+    if dry_run:
+        print(body)
+    else:
+        write_section(name, title, body)
