@@ -2,6 +2,8 @@
 
 - The scene is validated whichever dataparser subcommand was picked (the default nerfstudio-data or an
   explicit blender-data): a bad scene is one line of error before any work (:mod:`frinr_nerfstudio.datacheck`).
+- A model's ``contraction = "auto"`` (frinr-dvgo) is decided from the dataparser: off for blender-data, on for
+  real captures.
 - DDP also works on CPU (gloo), not only with CUDA device ids (:mod:`frinr_nerfstudio.distributed`).
 """
 
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from nerfstudio.data.dataparsers.blender_dataparser import BlenderDataParserConfig
 from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineConfig
 from nerfstudio.pipelines.dynamic_batch import DynamicBatchPipeline, DynamicBatchPipelineConfig
 
@@ -16,11 +19,21 @@ from frinr_nerfstudio.datacheck import use_checked_parser
 from frinr_nerfstudio.distributed import DeviceAgnosticDDP
 
 
+def resolve_contraction(config: VanillaPipelineConfig) -> None:
+    """``contraction = "auto"`` → "off" for blender-data (an object on a blank background, all inside the scene
+    box), "on" for any other dataparser (real captures: the world goes on beyond the box). In place."""
+    model = config.model
+    if getattr(model, "contraction", None) == "auto":
+        model.contraction = "off" if isinstance(config.datamanager.dataparser, BlenderDataParserConfig) else "on"
+
+
 class CheckedScene:
-    """Pipeline mixin: swap in the validating dataparser before nerfstudio builds the datamanager."""
+    """Pipeline mixin: swap in the validating dataparser and settle scene-dependent model settings before
+    nerfstudio builds the datamanager and the model."""
 
     def __init__(self, config, *args, **kwargs):
         use_checked_parser(config.datamanager.dataparser)
+        resolve_contraction(config)
         super().__init__(config, *args, **kwargs)
 
 

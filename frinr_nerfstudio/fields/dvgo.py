@@ -12,6 +12,11 @@ dependence. Fine: a feature grid (``k0``, 12 channels) concatenated with a posit
 view direction, into the small MLP ``rgbnet`` — the only place FR enters (its hidden layer is a
 ``FourierLinear``; the baseline is the same network with a plain one).
 
+Unbounded captures (nerfstudio-data, instant-ngp-data): with ``contract`` on, the grids live in contracted
+space, as DVGO v2's unbounded variant: world positions are normalised by the scene box to [-1, 1]^3 and
+everything beyond is squeezed into [-2, 2]^3 (nerfstudio's ∞-norm ``SceneContraction``). The field's box,
+its voxels and the coarse-to-fine tight box are then in that space; densities stay per world length.
+
 Grids change shape during training (coarse → fine, then progressive upscaling), so a grid's
 ``load_state_dict`` takes the saved shape: a checkpoint from any stage loads into a freshly built model.
 """
@@ -26,6 +31,7 @@ import torch.nn.functional as F
 from nerfstudio.cameras.rays import RaySamples
 from nerfstudio.configs.base_config import InstantiateConfig
 from nerfstudio.field_components.field_heads import FieldHeadNames
+from nerfstudio.field_components.spatial_distortions import SceneContraction
 from nerfstudio.fields.base_field import Field
 from torch import Tensor, nn
 
@@ -120,12 +126,21 @@ class DVGOFieldConfig(InstantiateConfig):
 
 
 class DVGOField(Field):
-    """Density and colour of DirectVoxGO inside the box ``aabb``, in the coarse or the fine stage."""
+    """Density and colour of DirectVoxGO inside the box ``aabb``, in the coarse or the fine stage.
 
-    def __init__(self, config: DVGOFieldConfig, aabb: Tensor) -> None:
+    ``scene_aabb`` is the dataparser's scene box. Without contraction the grids' box ``aabb`` starts as it, in
+    world coordinates; with it, ``aabb`` is a box of contracted space and starts as all of it, [-2, 2]^3.
+    """
+
+    def __init__(self, config: DVGOFieldConfig, scene_aabb: Tensor, contract: bool = False) -> None:
         super().__init__()
         self.config = config
-        self.register_buffer("aabb", aabb.clone().float())  # (2, 3) box the grids cover
+        self.contraction = SceneContraction(order=float("inf")) if contract else None
+        scene_aabb = scene_aabb.clone().float()  # (2, 3)
+        self.register_buffer("scene_aabb", scene_aabb, persistent=False)  # given again at every construction
+        self.register_buffer("aabb", scene_aabb.new_tensor([[-2.0] * 3, [2.0] * 3]) if contract else scene_aabb.clone())
+        # world length of one unit of grid space: 1, or the scene box's mean half-extent when contracted
+        self.world_scale = float(((scene_aabb[1] - scene_aabb[0]) / 2).prod() ** (1 / 3)) if contract else 1.0
         self.register_buffer("act_shift", torch.tensor(0.0))
         self.register_buffer("voxel_size_base", torch.tensor(1.0))  # density is per this length
         self.register_buffer("fine", torch.tensor(False))
@@ -141,11 +156,12 @@ class DVGOField(Field):
 
     @torch.no_grad()
     def start_stage(self, aabb: Tensor, *, fine: bool, voxels: int, voxels_base: int, alpha_init: float) -> None:
-        """Fresh zero grids of ``voxels`` voxels over ``aabb``; opacity ``alpha_init`` at ``voxels_base`` spacing."""
+        """Fresh zero grids of ``voxels`` voxels over ``aabb`` (grid space); opacity ``alpha_init`` at
+        ``voxels_base`` spacing."""
         self.aabb.copy_(aabb)
         self.fine.fill_(fine)
         self.act_shift.fill_(shift_for(alpha_init))
-        self.voxel_size_base.fill_(float(((aabb[1] - aabb[0]).prod() / voxels_base) ** (1 / 3)))
+        self.voxel_size_base.fill_(float(((aabb[1] - aabb[0]).prod() / voxels_base) ** (1 / 3)) * self.world_scale)
         resolution = grid_resolution(aabb, voxels)
         decoded = fine and self.density_head is not None
         self.density.reset(self.config.density_features if decoded else 1, resolution)
@@ -159,26 +175,38 @@ class DVGOField(Field):
         self.k0.resize(resolution)
 
     def voxel_size(self) -> float:
-        """Side of the current grid's voxels (world units)."""
+        """Side of the current grid's voxels in world units (inside the scene box, when contracted)."""
         extent = self.aabb[1] - self.aabb[0]
-        return float((extent.prod() / math.prod(self.density.resolution)) ** (1 / 3))
+        return float((extent.prod() / math.prod(self.density.resolution)) ** (1 / 3)) * self.world_scale
 
     # -- queries ---------------------------------------------------------------------------------------
 
+    def grid_space(self, positions: Tensor) -> Tensor:
+        """World positions (..., 3) -> the space the grids live in: world, or contracted scene-box units."""
+        if self.contraction is None:
+            return positions
+        centre, half = self.scene_aabb.mean(0), (self.scene_aabb[1] - self.scene_aabb[0]) / 2
+        return self.contraction((positions - centre) / half)
+
     def unit(self, positions: Tensor) -> Tensor:
         """World positions (..., 3) -> grid coordinates, the box being [-1, 1]^3."""
-        return (positions - self.aabb[0]) / (self.aabb[1] - self.aabb[0]) * 2 - 1
+        return self.unit_of_grid_space(self.grid_space(positions))
 
-    def density_at(self, positions: Tensor) -> Tensor:
-        """(N, 3) world positions -> density (N, 1): post-activated trilinear raw density."""
-        raw = self.density(self.unit(positions))  # (N, 1) or (N, density_features)
+    def unit_of_grid_space(self, points: Tensor) -> Tensor:
+        """Grid-space points (..., 3) -> grid coordinates, the box being [-1, 1]^3."""
+        return (points - self.aabb[0]) / (self.aabb[1] - self.aabb[0]) * 2 - 1
+
+    def density_at(self, positions: Tensor, *, in_grid_space: bool = False) -> Tensor:
+        """(N, 3) world (or grid-space) positions -> density (N, 1): post-activated trilinear raw density."""
+        unit = self.unit_of_grid_space(positions) if in_grid_space else self.unit(positions)
+        raw = self.density(unit)  # (N, 1) or (N, density_features)
         if self.density_head is not None and self.fine:
             raw = self.density_head(raw)
         return F.softplus(raw + self.act_shift) / self.voxel_size_base
 
-    def alpha_at(self, positions: Tensor) -> Tensor:
+    def alpha_at(self, positions: Tensor, *, in_grid_space: bool = False) -> Tensor:
         """(N, 3) -> opacity (N, 1) of one current voxel length, DVGO's measure for bounding boxes and masks."""
-        return 1 - torch.exp(-self.density_at(positions) * self.voxel_size())
+        return 1 - torch.exp(-self.density_at(positions, in_grid_space=in_grid_space) * self.voxel_size())
 
     def density_fn(self, positions: Tensor, times: Tensor | None = None) -> Tensor:
         """Density (..., 1) at world positions (..., 3), for the sampler and the occupancy masks."""

@@ -74,6 +74,10 @@ class OccupancyModel(Model):
         """Samples less opaque than this are dropped while marching."""
         return self.config.alpha_thre
 
+    def cone_angle(self) -> float:
+        """Step growth with distance while marching (0: uniform steps)."""
+        return self.config.cone_angle
+
     def colour_threshold(self) -> float:
         """Samples with a rendering weight at or below this get no colour evaluation (0: every sample does)."""
         return 0.0
@@ -95,7 +99,7 @@ class OccupancyModel(Model):
                 far_plane=self.config.far_plane,
                 render_step_size=self.render_step_size(),
                 alpha_thre=self.alpha_threshold(),
-                cone_angle=self.config.cone_angle,
+                cone_angle=self.cone_angle(),
             )
         density, embedding = self.field.get_density(ray_samples)  # (N, 1), field-specific features or None
         weights = self.render_weights(ray_samples, density[..., 0], ray_indices, num_rays)[..., None]  # (N, 1)

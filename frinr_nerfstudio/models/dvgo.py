@@ -14,12 +14,18 @@ The schedule, driven by a training callback, is DVGO's:
 - every ``mask_update_every`` fine steps, cells whose max-pooled opacity fell below ``fast_color_thres``
   leave the mask.
 
+Unbounded captures: with ``contraction`` on, the grids cover contracted space (see
+:class:`~frinr_nerfstudio.fields.dvgo.DVGOField`), the tight box is found in that space, the empty-space mask is
+a multi-level world grid (level ``l`` covering the scene box scaled by ``2**l``, as nerfacc's) that stays put,
+and marching steps grow with distance (``cone_angle``) so far-away space costs few samples.
+
 Sampling, weights, rendering and metrics are :class:`~frinr_nerfstudio.models.base.OccupancyModel`'s.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 import torch.distributed as dist
@@ -97,8 +103,15 @@ class DVGOModelConfig(OccupancyModelConfig):
     """DVGO lowers the density bias by this at each upscale, thinning what is not yet solid (0: pure resampling)."""
     mask_update_every: int = 1000
     """Fine steps between mask refreshes (at the middle of each period, as DVGO)."""
-    cone_angle: float = 0.0
-    """DVGO marches uniform steps."""
+    contraction: Literal["auto", "on", "off"] = "auto"
+    """Contract space beyond the scene box, for unbounded captures. auto: off for blender-data (an object on a
+    blank background), on for every other dataparser (real captures); our pipelines resolve it, a model built
+    without one takes off."""
+    contraction_levels: int = 4
+    """Levels of the empty-space mask with contraction (level l covers the scene box scaled by 2**l)."""
+    cone_angle: float | None = None
+    """Step growth with distance (dt = t * cone_angle). None: uniform steps as DVGO, or 0.004 (nerfstudio's
+    instant-ngp) with contraction."""
     field: DVGOFieldConfig = field(default_factory=DVGOFieldConfig)  # last: it shadows dataclasses.field below it
 
 
@@ -126,12 +139,15 @@ class DVGOModel(OccupancyModel):
         if dist.is_initialized() and dist.get_world_size() > 1:
             raise InputError("frinr-dvgo trains on one device: its grids change shape, which DDP cannot follow")
         box = self.scene_box.aabb.float()  # (2, 3)
-        self.field = self.config.field.setup(aabb=box)
+        self.contracted = self.config.contraction == "on"
+        self.field = self.config.field.setup(scene_aabb=box, contract=self.contracted)
         coarse = self.config.coarse
         self.field.start_stage(
-            box, fine=False, voxels=coarse.voxels, voxels_base=coarse.voxels, alpha_init=coarse.alpha_init
-        )
-        self.occupancy_grid = TorchOccGrid(roi_aabb=box.flatten(), resolution=self.config.mask_resolution, levels=1)
+            self.field.aabb.clone(), fine=False, voxels=coarse.voxels, voxels_base=coarse.voxels,
+            alpha_init=coarse.alpha_init,
+        )  # fmt: skip
+        levels = self.config.contraction_levels if self.contracted else 1
+        self.occupancy_grid = TorchOccGrid(box.flatten(), resolution=self.config.mask_resolution, levels=levels)
         self.sampler = self.make_sampler()
 
     # -- what the shared pipeline asks ---------------------------------------------------------------
@@ -144,6 +160,11 @@ class DVGOModel(OccupancyModel):
 
     def alpha_threshold(self) -> float:
         return self.stage().fast_color_thres
+
+    def cone_angle(self) -> float:
+        if self.config.cone_angle is not None:
+            return self.config.cone_angle
+        return 0.004 if self.contracted else 0.0
 
     def colour_threshold(self) -> float:
         return self.stage().fast_color_thres
@@ -198,17 +219,23 @@ class DVGOModel(OccupancyModel):
     def start_fine(self) -> None:
         """Coarse → fine: tight box and empty-space mask from the coarse density, then fresh fine grids."""
         coarse_alpha = self.grid_alpha()  # (X, Y, Z) coarse opacity at the grid nodes
-        nodes = self.grid_nodes()
+        nodes = self.grid_nodes()  # grid space
         active = nodes[coarse_alpha.flatten() > self.config.bbox_thres]
         if active.numel() == 0:
             CONSOLE.print("[yellow]DVGO: the coarse stage left no opaque voxel; the fine stage keeps the whole box")
             box = self.field.aabb.clone()
         else:
             box = torch.stack([active.amin(0), active.amax(0)])
+            # at least one coarse voxel across: a single opaque layer of nodes would give an empty box
+            half = ((box[1] - box[0]) / 2).clamp_min(self.field.voxel_size() / self.field.world_scale / 2)
+            box = box.mean(0) + half * box.new_tensor([[-1.0], [1.0]])
             box = box + (box[1] - box[0]) * (self.config.world_bound_scale - 1) / 2 * box.new_tensor([[-1.0], [1.0]])
+            if self.contracted:  # contracted space ends at ±2
+                box = box.clamp(-2.0, 2.0)
         # DVGO's mask cache: coarse opacity max-pooled over one coarse voxel, looked up at the fine cells
         pooled = F.max_pool3d(coarse_alpha[None, None], kernel_size=3, stride=1, padding=1)  # (1, 1, X, Y, Z)
-        self.place_mask(box)
+        if not self.contracted:  # the mask moves onto the fine box; a contracted one keeps covering the world
+            self.place_mask(box)
         cells = self.field.unit(self.cell_centres()).flip(-1).reshape(1, 1, 1, -1, 3)
         occs = F.grid_sample(pooled, cells, mode="nearest", align_corners=True).flatten()
         self.set_mask(
@@ -233,32 +260,32 @@ class DVGOModel(OccupancyModel):
     @torch.no_grad()
     def refresh_mask(self) -> None:
         """Drop cells whose max-pooled opacity fell below the fine ``fast_color_thres``; keep known-empty ones out."""
-        r = self.config.mask_resolution
-        alpha = self.alpha_at(self.cell_centres()).view(1, 1, r, r, r)
-        occs = F.max_pool3d(alpha, kernel_size=3, stride=1, padding=1).flatten()
+        r, levels = self.config.mask_resolution, self.occupancy_grid.levels
+        alpha = self.alpha_at(self.cell_centres()).view(levels, 1, r, r, r)
+        occs = F.max_pool3d(alpha, kernel_size=3, stride=1, padding=1).flatten()  # pooled within each level
         self.set_mask(occs, self.occupancy_grid.binaries.flatten() & (occs > self.config.fine.fast_color_thres))
 
     # -- grids of points -----------------------------------------------------------------------------
 
-    def alpha_at(self, points: Tensor) -> Tensor:  # (M, 3) -> (M,), chunked
-        return torch.cat([self.field.alpha_at(p)[:, 0] for p in points.split(CHUNK)])
+    def alpha_at(self, points: Tensor, in_grid_space: bool = False) -> Tensor:  # (M, 3) -> (M,), chunked
+        return torch.cat([self.field.alpha_at(p, in_grid_space=in_grid_space)[:, 0] for p in points.split(CHUNK)])
 
     def grid_nodes(self) -> Tensor:
-        """(X*Y*Z, 3) world positions of the field's grid nodes, x slowest."""
+        """(X*Y*Z, 3) grid-space positions of the field's grid nodes, x slowest."""
         lo, hi = self.field.aabb
         axes = [torch.linspace(lo[i], hi[i], n, device=lo.device) for i, n in enumerate(self.field.density.resolution)]
         return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, 3)
 
     def grid_alpha(self) -> Tensor:
         """(X, Y, Z) opacity of one voxel at each grid node."""
-        return self.alpha_at(self.grid_nodes()).view(self.field.density.resolution)
+        return self.alpha_at(self.grid_nodes(), in_grid_space=True).view(self.field.density.resolution)
 
     def cell_centres(self) -> Tensor:
-        """(R^3, 3) world centres of the occupancy cells, in the order of ``binaries.flatten()``."""
+        """(L * R^3, 3) world centres of the occupancy cells, in the order of ``binaries.flatten()``."""
         grid = self.occupancy_grid
         steps = (torch.arange(grid.resolution, device=grid.center.device) + 0.5) / grid.resolution * 2 - 1
         unit = torch.stack(torch.meshgrid(steps, steps, steps, indexing="ij"), dim=-1).reshape(-1, 3)
-        return grid.center + unit * grid.half_extent
+        return torch.cat([grid.center + unit * grid.half_extent * 2.0**level for level in range(grid.levels)])
 
     def place_mask(self, box: Tensor) -> None:
         """Move the occupancy grid onto ``box`` (2, 3)."""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +18,25 @@ from frinr_nerfstudio.scene import make_scene
 def tiny_scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """16×16 RGBA views: 6 train, 2 val, 2 test."""
     return make_scene(tmp_path_factory.mktemp("tiny_scene"), size=16, n_train=6, n_val=2, n_test=2)
+
+
+@pytest.fixture(scope="session")
+def tiny_capture(tiny_scene: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny scene as one transforms.json capture (intrinsics, all views), readable by both nerfstudio-data
+    and instant-ngp-data; ``aabb_scale`` 4 makes instant-ngp-data's box larger than the scene."""
+    where = tmp_path_factory.mktemp("tiny_capture") / "capture"
+    shutil.copytree(tiny_scene, where)
+    frames, angle = [], None
+    for split in ("train", "val", "test"):
+        meta = json.loads((tiny_scene / f"transforms_{split}.json").read_text())
+        angle = meta["camera_angle_x"]
+        frames += [{"file_path": f["file_path"][2:] + ".png", "transform_matrix": f["transform_matrix"]}
+                   for f in meta["frames"]]  # fmt: skip
+    size = 16
+    focal = size / 2 / math.tan(angle / 2)
+    meta = {"fl_x": focal, "fl_y": focal, "cx": size / 2, "cy": size / 2, "w": size, "h": size, "aabb_scale": 4}
+    (where / "transforms.json").write_text(json.dumps({**meta, "frames": frames}))
+    return where
 
 
 # Sizes that make a CPU run take seconds: few steps, small batches, grids and hash tables.

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 from nerfstudio.data.dataparsers.blender_dataparser import BlenderDataParserConfig
+from nerfstudio.data.dataparsers.instant_ngp_dataparser import InstantNGPDataParserConfig
+from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
 from nerfstudio.data.scene_box import SceneBox
 from nerfstudio.engine.callbacks import TrainingCallbackLocation
 
@@ -82,6 +84,7 @@ def test_few_steps_through_both_stages(method: str, tiny_scene: Path, tmp_path: 
     model = trainer.pipeline.model
     coarse_resolution = model.field.density.resolution
     assert not model.field.fine and model.field.k0.grid.shape[1] == 3
+    assert not model.contracted and model.cone_angle() == 0  # blender-data: bounded, uniform steps as DVGO
     trainer.train()
 
     field = model.field
@@ -122,6 +125,39 @@ def test_coarse_geometry_sets_the_fine_box_and_the_empty_space_mask() -> None:
     assert model.field.density.resolution == grid_resolution(grown, 20**3 // 16)  # before 4 upscales
     occupied = model.occupancy_grid.occupied(torch.tensor([[-1.0, -0.2, 0.2], [0.8, -0.2, 0.2], [-0.1, -0.2, 0.2]]))
     assert occupied.tolist() == [True, True, False]  # both blocks kept, the gap between them known empty
+
+
+def test_contracted_space_keeps_geometry_beyond_the_scene_box() -> None:
+    config = DVGOModelConfig(mask_resolution=16, contraction="on")
+    config.coarse.voxels, config.fine.voxels = 16**3, 20**3
+    model = config.setup(scene_box=SceneBox(aabb=torch.tensor([[-1.0] * 3, [1.0] * 3])), num_train_data=1)
+    assert model.occupancy_grid.levels == 4 and model.cone_angle() > 0
+    torch.testing.assert_close(model.field.aabb, torch.tensor([[-2.0] * 3, [2.0] * 3]))  # all of contracted space
+    with torch.no_grad():  # opaque coarse nodes at contracted x = 1.73 (world 3.75) and 2 (infinity), y, z = ±0.13
+        model.field.density.grid[0, 0, 14:, 7:9, 7:9] = 30.0
+    model.start_fine()
+
+    assert model.field.aabb[1, 0] > 1.9 and model.field.aabb[0, 0] > 1.5  # the fine box hugs that far slab
+    torch.testing.assert_close(model.occupancy_grid.half_extent, torch.ones(3))  # the mask still spans the world
+    points = torch.tensor([[3.75, 0.0, 0.0], [0.0, 0.0, 0.0], [-3.75, 0.0, 0.0]])
+    assert model.occupancy_grid.occupied(points).tolist() == [True, False, False]
+    density = model.field.density_fn(points)[:, 0]
+    assert density[0] > 0 and torch.isfinite(density).all()
+
+
+@pytest.mark.parametrize("dataparser", [NerfstudioDataParserConfig, InstantNGPDataParserConfig])
+def test_real_captures_train_in_contracted_space(dataparser, tiny_capture: Path, tmp_path: Path) -> None:
+    """nerfstudio-data and instant-ngp-data captures: contraction on by default, both stages, a finite render."""
+    config = tiny_config("frinr-dvgo", tiny_capture, tmp_path, steps=9)
+    # two test views: stock instant-ngp-data mis-shapes the cameras of a one-image split (nerfstudio 1.1.5)
+    config.pipeline.datamanager.dataparser = dataparser(data=tiny_capture, train_split_fraction=0.8)
+    trainer = make_trainer(config)
+    model = trainer.pipeline.model
+    assert model.contracted and model.occupancy_grid.levels == config.pipeline.model.contraction_levels > 1
+    trainer.train()
+    assert model.field.fine and bool((model.field.aabb.abs() <= 2).all())
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert 0 < render_psnr(trainer.pipeline) < 100
 
 
 def test_upscale_keeps_the_image_and_rebuilds_the_optimizer(tiny_scene: Path, tmp_path: Path) -> None:

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import copy
-import json
-import math
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -63,27 +60,10 @@ def test_ns_train_few_steps_on_cpu(method: str, tiny_scene: Path, tmp_path: Path
     assert all(torch.isfinite(value).all() for value in state.values() if value.is_floating_point())
 
 
-def _capture(scene: Path, where: Path) -> Path:
-    """The tiny Blender scene as one transforms.json capture (intrinsics, all views), readable by both
-    nerfstudio-data and instant-ngp-data; ``aabb_scale`` 4 makes instant-ngp-data's box larger than the scene."""
-    shutil.copytree(scene, where)
-    frames, angle = [], None
-    for split in ("train", "val", "test"):
-        meta = json.loads((scene / f"transforms_{split}.json").read_text())
-        angle = meta["camera_angle_x"]
-        frames += [{"file_path": f["file_path"][2:] + ".png", "transform_matrix": f["transform_matrix"]}
-                   for f in meta["frames"]]  # fmt: skip
-    size = 16
-    focal = size / 2 / math.tan(angle / 2)
-    meta = {"fl_x": focal, "fl_y": focal, "cx": size / 2, "cy": size / 2, "w": size, "h": size, "aabb_scale": 4}
-    (where / "transforms.json").write_text(json.dumps({**meta, "frames": frames}))
-    return where
-
-
 @pytest.mark.parametrize("dataparser", ["nerfstudio-data", "instant-ngp-data"])
-def test_real_capture_formats_train(dataparser: str, tiny_scene: Path, tmp_path: Path) -> None:
+def test_real_capture_formats_train(dataparser: str, tiny_capture: Path, tmp_path: Path) -> None:
     """Captures (not Blender scenes) go through the contracted field and the multi-level grid and train."""
-    data = _capture(tiny_scene, tmp_path / "capture")
+    data = tiny_capture
     ns("ns-train", "frinr-ngp", *TINY_NGP, "--output-dir", str(tmp_path / "out"), dataparser, "--data", str(data))
     run_dir = next((tmp_path / "out").glob("*/frinr-ngp/*"))
     config = yaml.load((run_dir / "config.yml").read_text(), Loader=yaml.Loader)
