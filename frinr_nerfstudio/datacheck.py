@@ -6,6 +6,9 @@ Stock nerfstudio 1.1.5 on bad input (checked by hand, see tests/nerfstudio/test_
 - malformed transforms JSON: ``json.JSONDecodeError`` traceback; a missing key a bare ``KeyError: 'frames'``.
 - missing image files: blender-data fails in imageio (first image) or later in the dataloader (others);
   nerfstudio-data fails when the images are first loaded, after setup.
+- instant-ngp-data: logs and skips frames whose image is missing, and trains on the rest; with exactly one image
+  in a split it mis-shapes that split's cameras (numpy reads a one-element index tensor as a scalar), so
+  ``ns-eval`` fails in nerfstudio's camera slicing.
 - no test split: blender-data a FileNotFoundError only when ``ns-eval`` asks for ``transforms_test.json``,
   after training; nerfstudio-data with split lists but no ``test_filenames`` a RuntimeError then, and with
   fewer than 10 images and the default 0.9 train fraction silently an empty eval set.
@@ -25,6 +28,7 @@ from pathlib import Path
 import numpy as np
 from nerfstudio.data.dataparsers.base_dataparser import DataParserConfig
 from nerfstudio.data.dataparsers.blender_dataparser import Blender, BlenderDataParserConfig
+from nerfstudio.data.dataparsers.instant_ngp_dataparser import InstantNGP, InstantNGPDataParserConfig
 from nerfstudio.data.dataparsers.nerfstudio_dataparser import Nerfstudio, NerfstudioDataParserConfig
 
 from frinr_core.errors import InputError
@@ -121,9 +125,32 @@ def check_nerfstudio(data: Path, eval_mode: str = "fraction", train_split_fracti
         )
 
 
+def check_instant_ngp(data: Path, eval_mode: str = "fraction", train_split_fraction: float = 0.9) -> None:
+    """An instant-ngp-data capture: transforms.json (or the JSON itself) with a focal length, frames and images
+    (``file_path`` as is or with ``.png``, as the parser looks them up), and splits of two images or more."""
+    data = Path(data)
+    _data_directory(data)
+    path = data if data.suffix == ".json" else data / "transforms.json"
+    if not path.is_file():
+        raise InputError(f"not an instant-ngp-data scene: {path.name} not found in {data}")
+    meta = _read_json(path)
+    frames = _check_frames(meta, path)
+    if not any(key in meta for key in ("fl_x", "x_fov", "camera_angle_x")):
+        raise InputError(f"malformed {path}: needs a focal length (fl_x, x_fov or camera_angle_x)")
+    images = [path.parent / frame["file_path"] for frame in frames]
+    _check_images([p if p.is_file() else p.with_name(p.name + ".png") for p in images], path)
+    if eval_mode == "fraction":
+        n_eval = len(frames) - math.ceil(len(frames) * train_split_fraction)
+        if n_eval < 2:
+            raise InputError(
+                f"scene {data} would have {n_eval} test image(s) ({len(frames)} images, train fraction "
+                f"{train_split_fraction}); instant-ngp-data needs 2 or more (nerfstudio 1.1.5 mis-shapes one)"
+            )
+
+
 def check_scene(data: Path, dataparser: str) -> None:
     """Raise :class:`InputError` with a one-line message if nerfstudio's ``dataparser`` cannot use ``data``."""
-    checks = {"blender-data": check_blender, "nerfstudio-data": check_nerfstudio}
+    checks = {"blender-data": check_blender, "nerfstudio-data": check_nerfstudio, "instant-ngp-data": check_instant_ngp}
     if dataparser not in checks:
         raise InputError(f"unknown dataparser {dataparser!r}; choose from {', '.join(checks)}")
     checks[dataparser](Path(data))
@@ -145,11 +172,20 @@ class CheckedNerfstudio(Nerfstudio):
         super().__init__(config)
 
 
-CHECKED_PARSERS = {Blender: CheckedBlender, Nerfstudio: CheckedNerfstudio}
+class CheckedInstantNGP(InstantNGP):
+    """nerfstudio's instant-ngp-data parser, validating the capture when it is set up."""
+
+    def __init__(self, config: InstantNGPDataParserConfig):
+        check_instant_ngp(config.data, config.eval_mode, config.train_split_fraction)
+        super().__init__(config)
+
+
+CHECKED_PARSERS = {Blender: CheckedBlender, Nerfstudio: CheckedNerfstudio, InstantNGP: CheckedInstantNGP}
 
 
 def use_checked_parser(config: DataParserConfig) -> DataParserConfig:
-    """Point a stock blender-data / nerfstudio-data config at its validating parser (in place; others untouched).
+    """Point a stock blender-data / nerfstudio-data / instant-ngp-data config at its validating parser (in place;
+    others untouched).
 
     Done by our pipelines before they build the datamanager, so the check runs whichever dataparser
     subcommand the user picked, including an explicit ``blender-data``.

@@ -1,7 +1,8 @@
 """Our methods' pipelines: nerfstudio's vanilla and dynamic-batch pipelines, plus what our methods promise.
 
-- The scene is validated whichever dataparser subcommand was picked (the default nerfstudio-data or an
-  explicit blender-data): a bad scene is one line of error before any work (:mod:`frinr_nerfstudio.datacheck`).
+- The scene is validated whichever dataparser subcommand was picked (the default nerfstudio-data, or an
+  explicit blender-data or instant-ngp-data): a bad scene is one line of error before any work
+  (:mod:`frinr_nerfstudio.datacheck`).
 - A model's ``contraction = "auto"`` (frinr-dvgo) is decided from the dataparser: off for blender-data, on for
   real captures.
 - DDP also works on CPU (gloo), not only with CUDA device ids (:mod:`frinr_nerfstudio.distributed`).

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 from nerfstudio.data.dataparsers.blender_dataparser import BlenderDataParserConfig
+from nerfstudio.data.dataparsers.instant_ngp_dataparser import InstantNGPDataParserConfig
 from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
 
 from frinr_core.errors import InputError
@@ -111,6 +112,39 @@ def test_bad_capture_is_one_line(good: Path, tmp_path: Path, case: str) -> None:
     with pytest.raises(InputError, match=message) as error:
         check_scene(data, "nerfstudio-data")
     assert "\n" not in str(error.value)
+
+
+INSTANT_NGP_CASES = {  # (images in the capture, transforms.json changes (None deletes), message)
+    "no focal length": (20, {"fl_x": None}, "needs a focal length"),
+    "missing image": (
+        20,
+        {"frames": [{"file_path": "images/gone", "transform_matrix": torch.eye(4).tolist()}] * 20},
+        r"20 missing image file\(s\), e.g. .*gone.png",
+    ),  # stock: logged, skipped, training goes on without them
+    "one-image test split": (12, {}, "would have 1 test image"),
+}
+
+
+def test_good_instant_ngp_capture_passes(good: Path, tmp_path: Path) -> None:
+    data = _nerfstudio_capture(good, tmp_path / "capture", frames=20)
+    check_scene(data, "instant-ngp-data")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        parser = use_checked_parser(InstantNGPDataParserConfig(data=data)).setup()
+        assert parser.get_dataparser_outputs("test").cameras.shape == (2,)
+
+
+@pytest.mark.parametrize("case", INSTANT_NGP_CASES)
+def test_bad_instant_ngp_capture_is_one_line(good: Path, tmp_path: Path, case: str) -> None:
+    frames, changes, message = INSTANT_NGP_CASES[case]
+    data = _nerfstudio_capture(good, tmp_path / "capture", frames)
+    meta = {**json.loads((data / "transforms.json").read_text()), **changes}
+    (data / "transforms.json").write_text(json.dumps({k: v for k, v in meta.items() if v is not None}))
+    with pytest.raises(InputError, match=message) as error:
+        check_scene(data, "instant-ngp-data")
+    assert "\n" not in str(error.value)
+    with pytest.raises(InputError, match=message):
+        use_checked_parser(InstantNGPDataParserConfig(data=data)).setup()
 
 
 def test_missing_capture_directory(tmp_path: Path) -> None:

@@ -64,7 +64,18 @@ def test_ns_train_few_steps_on_cpu(method: str, tiny_scene: Path, tmp_path: Path
 def test_real_capture_formats_train(dataparser: str, tiny_capture: Path, tmp_path: Path) -> None:
     """Captures (not Blender scenes) go through the contracted field and the multi-level grid and train."""
     data = tiny_capture
-    ns("ns-train", "frinr-ngp", *TINY_NGP, "--output-dir", str(tmp_path / "out"), dataparser, "--data", str(data))
+    ns(
+        "ns-train",
+        "frinr-ngp",
+        *TINY_NGP,
+        "--output-dir",
+        str(tmp_path / "out"),
+        dataparser,
+        "--data",
+        str(data),
+        "--train-split-fraction",
+        "0.8",
+    )
     run_dir = next((tmp_path / "out").glob("*/frinr-ngp/*"))
     config = yaml.load((run_dir / "config.yml").read_text(), Loader=yaml.Loader)
     assert config.pipeline.model.field.contraction and config.pipeline.model.grid_levels > 1
