@@ -27,9 +27,12 @@ log = logging.getLogger(__name__)
 @functools.cache
 def cpu_kernel_available() -> bool:
     """Compile (or load the cached build of) the CPU kernel; False, with one warning, if that fails."""
-    from torch.utils.cpp_extension import load
+    from nerfstudio.utils.rich_utils import CONSOLE
+    from torch.utils.cpp_extension import _get_build_directory, load
 
     try:
+        if not (Path(_get_build_directory("frinr_hash_grid", verbose=False)) / "frinr_hash_grid.so").exists():
+            CONSOLE.print("Compiling frinr's CPU hash-grid kernel (once per machine, about 30 s)...")
         load(
             name="frinr_hash_grid",
             sources=[str(Path(__file__).with_name("hash_grid.cpp"))],
