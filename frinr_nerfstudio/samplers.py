@@ -81,6 +81,15 @@ class TorchOccGrid(nn.Module):
         self.register_buffer("binaries", torch.ones(levels, resolution, resolution, resolution, dtype=torch.bool))
         self.register_buffer("sweep_start", torch.zeros((), dtype=torch.long))
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        saved = state_dict.get(prefix + "binaries")
+        if saved is not None and saved.shape != self.binaries.shape:
+            raise InputError(
+                f"the checkpoint's occupancy grid is {tuple(saved.shape)} (levels, cells per axis ×3), this model's "
+                f"{tuple(self.binaries.shape)}: load it with the grid settings it was trained with"
+            )
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     # -- grid update ------------------------------------------------------------------------------------
 
     @torch.no_grad()

@@ -236,11 +236,12 @@ class DVGOModel(OccupancyModel):
         pooled = F.max_pool3d(coarse_alpha[None, None], kernel_size=3, stride=1, padding=1)  # (1, 1, X, Y, Z)
         if not self.contracted:  # the mask moves onto the fine box; a contracted one keeps covering the world
             self.place_mask(box)
-        cells = self.field.unit(self.cell_centres()).flip(-1).reshape(1, 1, 1, -1, 3)
+        points = torch.cat([self.field.grid_space(c) for c in self.cell_centres().split(CHUNK)])  # (M, 3)
+        cells = self.field.unit_of_grid_space(points).flip(-1).reshape(1, 1, 1, -1, 3)
         occs = F.grid_sample(pooled, cells, mode="nearest", align_corners=True).flatten()
-        self.set_mask(
-            occs, occs >= self.config.mask_cache_thres if active.numel() else torch.ones_like(occs, dtype=bool)
-        )
+        opaque = occs >= self.config.mask_cache_thres if active.numel() else torch.ones_like(occs, dtype=bool)
+        in_box = ((points >= box[0]) & (points <= box[1])).all(-1)  # a contracted mask also covers the world outside
+        self.set_mask(occs, opaque & in_box)
 
         fine = self.config.fine
         voxels = self.fine_voxels(0)

@@ -7,6 +7,7 @@ import copy
 import pytest
 import torch
 
+from frinr_core.errors import InputError
 from frinr_nerfstudio.samplers import TorchOccGrid, render_weight_from_density, segment_exclusive_sum
 
 STEP = 0.01
@@ -109,3 +110,10 @@ def test_segment_scan_and_weights_per_ray() -> None:
     weights, transmittance, alphas = render_weight_from_density(starts, starts + 1, values, ray_indices, 4)
     torch.testing.assert_close(transmittance[:3], torch.exp(-torch.tensor([0.0, 1, 3])))
     torch.testing.assert_close(weights, transmittance * (1 - torch.exp(-values)))
+
+
+def test_checkpoint_of_another_grid_shape_is_a_clear_error() -> None:
+    box = torch.tensor([-1.0, -1.0, -1.0, 1.0, 1.0, 1.0])
+    four_levels = TorchOccGrid(box, resolution=8, levels=4).state_dict()
+    with pytest.raises(InputError, match=r"occupancy grid is \(4, 8, 8, 8\).*this model's \(1, 8, 8, 8\)"):
+        TorchOccGrid(box, resolution=8, levels=1).load_state_dict(four_levels)
