@@ -66,15 +66,19 @@ def step_overhead(scene: Path, steps: int) -> str:
 
 
 def table(results: list[dict]) -> str:
-    rows = ["| scene | method | test PSNR | SSIM | steps | train rays/s | s / step | peak MB |", "|---" * 8 + "|"]
+    columns = "scene method test-PSNR SSIM steps train-rays/s samples/ray s/step µs/sample peak-MB".split()
+    rows = ["| " + " | ".join(c.replace("-", " ") for c in columns) + " |", "|---" * len(columns) + "|"]
     for r in results:
         if r.get("status") != "ok":
-            rows.append(f"| {r['scene']} | {r['method']} | failed: {r.get('error', '?')} |||||||")
+            rows.append(f"| {r['scene']} | {r['method']} | failed: {r.get('error', '?')} |||||||||")
             continue
         per_step = r["train_seconds"] / r["steps"]
+        per_ray = r.get("train_samples_per_ray")  # runs before it was recorded: n/a
+        per_sample = f"{1e6 / (r['train_rays_per_second'] * per_ray):.2f}" if per_ray else "n/a"
         rows.append(
             f"| {r['scene']} | {r['method']} | {r['psnr']:.2f} | {r['ssim']:.3f} | {r['steps']} | "
-            f"{r['train_rays_per_second']} | {per_step:.3f} | {r['peak_memory_mb']} |"
+            f"{r['train_rays_per_second']} | {per_ray or 'n/a'} | {per_step:.3f} | {per_sample} | "
+            f"{r['peak_memory_mb']} |"
         )
     return "\n".join(rows)
 
@@ -114,8 +118,15 @@ def main() -> None:
     for scene in args.scenes:
         by_method = {r["method"]: r for r in results if r["scene"] == scene and r.get("status") == "ok"}
         if {"frinr-dvgo", "frinr-dvgo-baseline"} <= by_method.keys():
-            fr, base = (by_method[m]["train_seconds"] / by_method[m]["steps"] for m in METHODS[:2])
-            ratios.append(f"{scene}: FR / baseline mean step time over the budget {fr / base:.3f}×")
+            fr, base = (by_method[m] for m in METHODS[:2])
+            step = (fr["train_seconds"] / fr["steps"]) / (base["train_seconds"] / base["steps"])
+            line = f"{scene}: FR / baseline mean step time over the budget {step:.3f}×"
+            if fr.get("train_samples_per_ray") and base.get("train_samples_per_ray"):
+                per_sample = (base["train_rays_per_second"] * base["train_samples_per_ray"]) / (
+                    fr["train_rays_per_second"] * fr["train_samples_per_ray"]
+                )
+                line += f", per sample {per_sample:.3f}×"
+            ratios.append(line)
     if args.overhead_steps:
         ratios.append(step_overhead(DATA / args.scenes[0], args.overhead_steps))
     body += "\n\n" + "\n\n".join(ratios) + f"\n\nBudget {args.minutes} min per method; DVGO methods: `cpu_recipe`."

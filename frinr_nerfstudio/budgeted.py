@@ -48,7 +48,7 @@ class BudgetTrainer(Trainer):
 
     def setup(self, *args, **kwargs) -> None:
         super().setup(*args, **kwargs)
-        self.train_seconds, self.train_rays, self.curve = 0.0, 0, []
+        self.train_seconds, self.train_rays, self.train_samples, self.curve = 0.0, 0, 0, []
 
     def train_iteration(self, step: int):
         start = time.perf_counter()
@@ -56,6 +56,8 @@ class BudgetTrainer(Trainer):
         loss, loss_dict, metrics_dict = super().train_iteration(step)
         self.train_seconds += time.perf_counter() - start
         self.train_rays += rays
+        if "num_samples_per_batch" in metrics_dict:  # models that march samples say how many (cost per sample)
+            self.train_samples += int(metrics_dict["num_samples_per_batch"])
         if "psnr" in metrics_dict:  # PSNR of the training batch: a cheap, noisy learning curve
             self.curve.append((step + 1, round(self.train_seconds, 3), float(metrics_dict["psnr"])))
         if self.train_seconds >= self.budget_seconds:
@@ -102,6 +104,7 @@ def execute(run: BudgetRun) -> dict:
         "method": run.method, "status": "ok", "steps": trainer.step + 1,
         "train_seconds": round(trainer.train_seconds, 2),
         "train_rays_per_second": round(trainer.train_rays / max(trainer.train_seconds, 1e-9)),
+        "train_samples_per_ray": round(trainer.train_samples / max(trainer.train_rays, 1), 1) or None,
         "peak_memory_mb": round(peak_mb), "params": params, "curve": trainer.curve,
     }  # fmt: skip
     del trainer
