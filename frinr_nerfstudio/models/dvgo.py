@@ -139,8 +139,7 @@ class DVGOModel(OccupancyModel):
         if dist.is_initialized() and dist.get_world_size() > 1:
             raise InputError("frinr-dvgo trains on one device: its grids change shape, which DDP cannot follow")
         box = self.scene_box.aabb.float()  # (2, 3)
-        self.contracted = self.config.contraction == "on"
-        self.field = self.config.field.setup(scene_aabb=box, contract=self.contracted)
+        self.field = self.config.field.setup(scene_aabb=box, contract=self.config.contraction == "on")
         coarse = self.config.coarse
         self.field.start_stage(
             self.field.aabb.clone(), fine=False, voxels=coarse.voxels, voxels_base=coarse.voxels,
@@ -149,6 +148,10 @@ class DVGOModel(OccupancyModel):
         levels = self.config.contraction_levels if self.contracted else 1
         self.occupancy_grid = TorchOccGrid(box.flatten(), resolution=self.config.mask_resolution, levels=levels)
         self.sampler = self.make_sampler()
+
+    @property
+    def contracted(self) -> bool:
+        return self.field.contraction is not None
 
     # -- what the shared pipeline asks ---------------------------------------------------------------
 
