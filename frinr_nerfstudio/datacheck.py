@@ -97,18 +97,22 @@ def check_blender(data: Path) -> None:
 INTRINSICS = ("fl_x", "fl_y", "cx", "cy", "w", "h")
 
 
+def _read_capture(data: Path, dataparser: str) -> tuple[Path, dict, list[dict]]:
+    """A capture's transforms.json (``data`` is its directory or the JSON itself): path, contents, checked frames."""
+    _data_directory(data)
+    path = data if data.suffix == ".json" else data / "transforms.json"
+    if not path.is_file():
+        raise InputError(f"not a {dataparser} scene: {path.name} not found in {data}")
+    meta = _read_json(path)
+    return path, meta, _check_frames(meta, path)
+
+
 def check_nerfstudio(data: Path, eval_mode: str = "fraction", train_split_fraction: float = 0.9) -> None:
     """A nerfstudio-data capture: transforms.json (or the JSON itself) with intrinsics, frames and images.
 
     ``eval_mode`` and ``train_split_fraction`` are the dataparser's, to check that an eval split exists.
     """
-    data = Path(data)
-    _data_directory(data)
-    path = data if data.suffix == ".json" else data / "transforms.json"
-    if not path.is_file():
-        raise InputError(f"not a nerfstudio-data scene: {path.name} not found in {data}")
-    meta = _read_json(path)
-    frames = _check_frames(meta, path)
+    path, meta, frames = _read_capture(Path(data), "nerfstudio-data")
     for i, frame in enumerate(frames):
         missing = [key for key in INTRINSICS if key not in meta and key not in frame]
         if missing:
@@ -128,13 +132,7 @@ def check_nerfstudio(data: Path, eval_mode: str = "fraction", train_split_fracti
 def check_instant_ngp(data: Path, eval_mode: str = "fraction", train_split_fraction: float = 0.9) -> None:
     """An instant-ngp-data capture: transforms.json (or the JSON itself) with a focal length, frames and images
     (``file_path`` as is or with ``.png``, as the parser looks them up), and splits of two images or more."""
-    data = Path(data)
-    _data_directory(data)
-    path = data if data.suffix == ".json" else data / "transforms.json"
-    if not path.is_file():
-        raise InputError(f"not an instant-ngp-data scene: {path.name} not found in {data}")
-    meta = _read_json(path)
-    frames = _check_frames(meta, path)
+    path, meta, frames = _read_capture(Path(data), "instant-ngp-data")
     if not any(key in meta for key in ("fl_x", "x_fov", "camera_angle_x")):
         raise InputError(f"malformed {path}: needs a focal length (fl_x, x_fov or camera_angle_x)")
     images = [path.parent / frame["file_path"] for frame in frames]
