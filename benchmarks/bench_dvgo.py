@@ -65,6 +65,12 @@ def step_overhead(scene: Path, steps: int) -> str:
     )
 
 
+def samples_per_second(result: dict) -> float | None:
+    """Marched samples trained per second (None for runs from before samples per ray were recorded)."""
+    per_ray = result.get("train_samples_per_ray")
+    return result["train_rays_per_second"] * per_ray if per_ray else None
+
+
 def table(results: list[dict]) -> str:
     columns = "scene method test-PSNR SSIM steps train-rays/s samples/ray s/step µs/sample peak-MB".split()
     rows = ["| " + " | ".join(c.replace("-", " ") for c in columns) + " |", "|---" * len(columns) + "|"]
@@ -73,8 +79,8 @@ def table(results: list[dict]) -> str:
             rows.append(f"| {r['scene']} | {r['method']} | failed: {r.get('error', '?')} |||||||||")
             continue
         per_step = r["train_seconds"] / r["steps"]
-        per_ray = r.get("train_samples_per_ray")  # runs before it was recorded: n/a
-        per_sample = f"{1e6 / (r['train_rays_per_second'] * per_ray):.2f}" if per_ray else "n/a"
+        per_ray, rate = r.get("train_samples_per_ray"), samples_per_second(r)
+        per_sample = f"{1e6 / rate:.2f}" if rate else "n/a"
         rows.append(
             f"| {r['scene']} | {r['method']} | {r['psnr']:.2f} | {r['ssim']:.3f} | {r['steps']} | "
             f"{r['train_rays_per_second']} | {per_ray or 'n/a'} | {per_step:.3f} | {per_sample} | "
@@ -121,11 +127,8 @@ def main() -> None:
             fr, base = (by_method[m] for m in METHODS[:2])
             step = (fr["train_seconds"] / fr["steps"]) / (base["train_seconds"] / base["steps"])
             line = f"{scene}: FR / baseline mean step time over the budget {step:.3f}×"
-            if fr.get("train_samples_per_ray") and base.get("train_samples_per_ray"):
-                per_sample = (base["train_rays_per_second"] * base["train_samples_per_ray"]) / (
-                    fr["train_rays_per_second"] * fr["train_samples_per_ray"]
-                )
-                line += f", per sample {per_sample:.3f}×"
+            if samples_per_second(fr) and samples_per_second(base):
+                line += f", per sample {samples_per_second(base) / samples_per_second(fr):.3f}×"
             ratios.append(line)
     if args.overhead_steps:
         ratios.append(step_overhead(DATA / args.scenes[0], args.overhead_steps))

@@ -91,6 +91,14 @@ def test_good_capture_passes(good: Path, tmp_path: Path) -> None:
         assert len(parser.get_dataparser_outputs("test").image_filenames) == 1
 
 
+def _changed_capture(good: Path, where: Path, frames: int, changes: dict) -> Path:
+    """A capture of ``frames`` images whose transforms.json has ``changes`` (a None value deletes the key)."""
+    data = _nerfstudio_capture(good, where, frames)
+    meta = {**json.loads((data / "transforms.json").read_text()), **changes}
+    (data / "transforms.json").write_text(json.dumps({k: v for k, v in meta.items() if v is not None}))
+    return data
+
+
 NERFSTUDIO_CASES = {  # (images in the capture, transforms.json changes (None deletes), message)
     "no intrinsics": (12, {"fl_x": None}, "has no fl_x"),
     "missing image": (
@@ -106,9 +114,7 @@ NERFSTUDIO_CASES = {  # (images in the capture, transforms.json changes (None de
 @pytest.mark.parametrize("case", NERFSTUDIO_CASES)
 def test_bad_capture_is_one_line(good: Path, tmp_path: Path, case: str) -> None:
     frames, changes, message = NERFSTUDIO_CASES[case]
-    data = _nerfstudio_capture(good, tmp_path / "capture", frames)
-    meta = {**json.loads((data / "transforms.json").read_text()), **changes}
-    (data / "transforms.json").write_text(json.dumps({k: v for k, v in meta.items() if v is not None}))
+    data = _changed_capture(good, tmp_path / "capture", frames, changes)
     with pytest.raises(InputError, match=message) as error:
         check_scene(data, "nerfstudio-data")
     assert "\n" not in str(error.value)
@@ -137,9 +143,7 @@ def test_good_instant_ngp_capture_passes(good: Path, tmp_path: Path) -> None:
 @pytest.mark.parametrize("case", INSTANT_NGP_CASES)
 def test_bad_instant_ngp_capture_is_one_line(good: Path, tmp_path: Path, case: str) -> None:
     frames, changes, message = INSTANT_NGP_CASES[case]
-    data = _nerfstudio_capture(good, tmp_path / "capture", frames)
-    meta = {**json.loads((data / "transforms.json").read_text()), **changes}
-    (data / "transforms.json").write_text(json.dumps({k: v for k, v in meta.items() if v is not None}))
+    data = _changed_capture(good, tmp_path / "capture", frames, changes)
     with pytest.raises(InputError, match=message) as error:
         check_scene(data, "instant-ngp-data")
     assert "\n" not in str(error.value)
