@@ -3,8 +3,8 @@
 - The scene is validated whichever dataparser subcommand was picked (the default nerfstudio-data, or an
   explicit blender-data or instant-ngp-data): a bad scene is one line of error before any work
   (:mod:`frinr_nerfstudio.datacheck`).
-- A model's ``contraction = "auto"`` (frinr-dvgo) is decided from the dataparser: off for blender-data, on for
-  real captures.
+- A model's ``contraction = "auto"`` (frinr-ngp, frinr-dvgo) is decided from the dataparser: off for
+  blender-data, on for real captures.
 - DDP also works on CPU (gloo), not only with CUDA device ids (:mod:`frinr_nerfstudio.distributed`).
 """
 

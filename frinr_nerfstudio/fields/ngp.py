@@ -44,8 +44,6 @@ class NGPFieldConfig(InstantiateConfig):
     """Geometry features passed from the density head to the colour head."""
     density_head: HeadConfig = field(default_factory=lambda: HeadConfig(hidden_layers=0))
     colour_head: HeadConfig = field(default_factory=lambda: HeadConfig(hidden_layers=1, fr=True))
-    contraction: bool = True
-    """Contract space outside the scene box (real captures); harmless for bounded scenes inside the box."""
     implementation: Literal["auto", "tcnn", "torch"] = "auto"
     """Hash and SH encodings: tcnn needs tinycudann and CUDA; auto picks it when both are there."""
 
@@ -53,12 +51,12 @@ class NGPFieldConfig(InstantiateConfig):
 class NGPField(Field):
     """Density and colour at sample points; only the two heads differ between FR and baseline."""
 
-    def __init__(self, config: NGPFieldConfig, aabb: Tensor) -> None:
+    def __init__(self, config: NGPFieldConfig, aabb: Tensor, contract: bool = False) -> None:
         super().__init__()
         self.config = config
         self.register_buffer("aabb", aabb.clone())  # (2, 3)
         impl = default_implementation() if config.implementation == "auto" else config.implementation
-        self.contraction = SceneContraction(order=float("inf")) if config.contraction else None
+        self.contraction = SceneContraction(order=float("inf")) if contract else None
         self.encoding = CPUHashEncoding(
             num_levels=config.num_levels, min_res=config.base_res, max_res=config.max_res,
             log2_hashmap_size=config.log2_hashmap_size, features_per_level=config.features_per_level,

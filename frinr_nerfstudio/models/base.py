@@ -41,6 +41,10 @@ class OccupancyModelConfig(ModelConfig):
     """Drop samples with opacity below this."""
     cone_angle: float = 0.004
     """Step growth with distance (dt = t * cone_angle); 0 for uniform steps."""
+    contraction: Literal["auto", "on", "off"] = "auto"
+    """Contract space beyond the scene box, for unbounded captures. auto: off for blender-data (an object on a
+    blank background), on for every other dataparser (real captures); our pipelines resolve it, a model built
+    without one takes off."""
     near_plane: float = 0.05
     far_plane: float = 1e3
     background_color: Literal["random", "black", "white"] = "white"
@@ -61,6 +65,11 @@ class OccupancyModel(Model):
         self.renderer_accumulation = AccumulationRenderer()
         self.renderer_depth = DepthRenderer(method="expected")
         self.rgb_loss = MSELoss()
+
+    @property
+    def contracted(self) -> bool:
+        """Whether the field contracts space beyond the scene box (and the occupancy grid has several levels)."""
+        return self.field.contraction is not None
 
     def make_sampler(self) -> OccupancySampler:
         """The sampler marching through ``self.occupancy_grid``, skipping occluded samples with the field's density."""

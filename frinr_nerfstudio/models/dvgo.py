@@ -25,7 +25,6 @@ Sampling, weights, rendering and metrics are :class:`~frinr_nerfstudio.models.ba
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
 
 import torch
 import torch.distributed as dist
@@ -103,10 +102,6 @@ class DVGOModelConfig(OccupancyModelConfig):
     """DVGO lowers the density bias by this at each upscale, thinning what is not yet solid (0: pure resampling)."""
     mask_update_every: int = 1000
     """Fine steps between mask refreshes (at the middle of each period, as DVGO)."""
-    contraction: Literal["auto", "on", "off"] = "auto"
-    """Contract space beyond the scene box, for unbounded captures. auto: off for blender-data (an object on a
-    blank background), on for every other dataparser (real captures); our pipelines resolve it, a model built
-    without one takes off."""
     contraction_levels: int = 4
     """Levels of the empty-space mask with contraction (level l covers the scene box scaled by 2**l)."""
     cone_angle: float | None = None
@@ -148,10 +143,6 @@ class DVGOModel(OccupancyModel):
         levels = self.config.contraction_levels if self.contracted else 1
         self.occupancy_grid = TorchOccGrid(box.flatten(), resolution=self.config.mask_resolution, levels=levels)
         self.sampler = self.make_sampler()
-
-    @property
-    def contracted(self) -> bool:
-        return self.field.contraction is not None
 
     # -- what the shared pipeline asks ---------------------------------------------------------------
 

@@ -28,7 +28,8 @@ class NGPModelConfig(OccupancyModelConfig):
     grid_resolution: int = 128
     """Cells per axis of each occupancy-grid level."""
     grid_levels: int = 4
-    """Occupancy-grid levels; level l covers the scene box scaled by 2**l (unbounded captures)."""
+    """Occupancy-grid levels with contraction; level l covers the scene box scaled by 2**l. A bounded scene
+    (contraction off) has one: a grid reaching beyond the box would only fill the march with empty steps."""
     grid_update_every: int = 16
     """Refresh the occupancy grid every this many steps (nerfacc's default)."""
     grid_warmup_steps: int = 256
@@ -49,13 +50,14 @@ class NGPModel(OccupancyModel):
 
     def populate_modules(self) -> None:
         super().populate_modules()
-        self.field = self.config.field.setup(aabb=self.scene_box.aabb)
+        self.field = self.config.field.setup(aabb=self.scene_box.aabb, contract=self.config.contraction == "on")
         aabb = self.scene_box.aabb.flatten()  # (6,)
         if self.config.render_step_size is None:  # ~1000 steps across the box, as nerfstudio's instant-ngp
             self.config.render_step_size = float((aabb[3:] - aabb[:3]).norm()) / 1000
         backend = self.config.occupancy_backend
         self.use_nerfacc = backend == "nerfacc" or (backend == "auto" and nerfacc_cuda_available())
-        grid = {"roi_aabb": aabb, "resolution": self.config.grid_resolution, "levels": self.config.grid_levels}
+        levels = self.config.grid_levels if self.contracted else 1
+        grid = {"roi_aabb": aabb, "resolution": self.config.grid_resolution, "levels": levels}
         if self.use_nerfacc:
             self.occupancy_grid = nerfacc.OccGridEstimator(**grid)
         else:

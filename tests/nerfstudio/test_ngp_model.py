@@ -20,7 +20,7 @@ def small_model(fr: bool = True) -> NGPModel:
         num_levels=4, log2_hashmap_size=12, max_res=64,
         density_head=HeadConfig(hidden_layers=1, fr=fr), colour_head=HeadConfig(hidden_layers=1, fr=fr),
     )  # fmt: skip
-    config = NGPModelConfig(field=field, grid_resolution=16, grid_levels=2, render_step_size=0.05)
+    config = NGPModelConfig(field=field, grid_resolution=16, grid_levels=2, render_step_size=0.05, contraction="on")
     return config.setup(scene_box=SceneBox(torch.tensor([[-1.5] * 3, [1.5] * 3])), num_train_data=1)
 
 
@@ -99,8 +99,8 @@ def test_contraction_keeps_the_box_and_squeezes_the_outside() -> None:
     """Bounded scenes keep the scene box undistorted; unbounded captures' far points still reach the grid."""
     aabb = torch.tensor([[-1.5] * 3, [1.5] * 3])
     points = torch.tensor([[0.0, 0.0, 0.0], [1.2, -0.3, 0.6], [30.0, 0.0, -4.0]])
-    contracted = NGPFieldConfig(contraction=True).setup(aabb=aabb)
-    plain = NGPFieldConfig(contraction=False).setup(aabb=aabb)
+    contracted = NGPFieldConfig().setup(aabb=aabb, contract=True)
+    plain = NGPFieldConfig().setup(aabb=aabb, contract=False)
     unit, inside = contracted.unit_positions(points)
     assert inside.all()
     torch.testing.assert_close(unit[:2], (points[:2] / 1.5 + 2) / 4)  # identity inside the box
