@@ -86,7 +86,8 @@ class TorchOccGrid(nn.Module):
         if saved is not None and saved.shape != self.binaries.shape:
             raise InputError(
                 f"the checkpoint's occupancy grid is {tuple(saved.shape)} (levels, cells per axis ×3), this model's "
-                f"{tuple(self.binaries.shape)}: load it with the grid settings it was trained with"
+                f"{tuple(self.binaries.shape)}: load it with the grid settings it was trained with "
+                "(resolution; levels follow the contraction setting, which auto resolves from the dataparser)"
             )
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
