@@ -1,8 +1,9 @@
 """Instant-NGP field: hash-grid encoding → FR density head → FR colour head (SH degree-4 directions).
 
-Positions are first normalised by the scene box so that the box is ``[-1, 1]^3``; with contraction on,
-everything outside it is squeezed into ``[-2, 2]^3`` (nerfstudio's ∞-norm ``SceneContraction``), so a
-bounded scene keeps its full resolution and an unbounded capture still fits the hash grid.
+Positions are first normalised by the scene box so that the box is ``[-1, 1]^3``. A bounded scene (contraction
+off) then fills the hash grid; with contraction on (real captures) everything outside the box is squeezed into
+``[-2, 2]^3`` (nerfstudio's ∞-norm ``SceneContraction``), so an unbounded capture fits the grid and the box keeps
+its middle half.
 """
 
 from __future__ import annotations
