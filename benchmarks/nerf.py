@@ -11,6 +11,35 @@ from pathlib import Path
 from nerfstudio.engine.callbacks import TrainingCallbackLocation
 
 
+def make_trainer(method: str, scene: Path, recipe: Callable | None = None):
+    """A set-up nerfstudio Trainer of ``method`` on the Blender scene ``scene``, on this machine's device."""
+    from nerfstudio.configs.method_configs import all_methods
+    from nerfstudio.data.dataparsers.blender_dataparser import BlenderDataParserConfig
+
+    from frinr_nerfstudio import compat
+
+    config = copy.deepcopy(all_methods[method])
+    config.set_timestamp()
+    config.output_dir, config.vis = Path("outputs/bench_overhead"), "tensorboard"
+    config.pipeline.datamanager.dataparser = BlenderDataParserConfig(data=scene)
+    compat.adapt_to_machine(config)
+    if recipe is not None:
+        recipe(config)
+    trainer = config.setup(local_rank=0, world_size=1)
+    with compat.offline_lpips():
+        trainer.setup()
+    return trainer
+
+
+def run_step(trainer, step: int) -> tuple[float, dict]:
+    """One training step after its callbacks (e.g. occupancy-grid updates): (seconds of the step, metrics)."""
+    for callback in trainer.callbacks:
+        callback.run_callback_at_location(step, TrainingCallbackLocation.BEFORE_TRAIN_ITERATION)
+    start = time.perf_counter()
+    _, _, metrics = trainer.train_iteration(step)
+    return time.perf_counter() - start, metrics
+
+
 def interleaved_step_times(
     methods: tuple[str, ...], scene: Path, steps: int, warmup: int = 2, recipe: Callable | None = None
 ) -> dict[str, float]:
@@ -19,31 +48,11 @@ def interleaved_step_times(
     Every method starts from the same seed and runs its training callbacks (e.g. occupancy-grid updates), so
     after the same number of steps each is in a comparable state; the first ``warmup`` steps are not timed.
     """
-    from nerfstudio.configs.method_configs import all_methods
-    from nerfstudio.data.dataparsers.blender_dataparser import BlenderDataParserConfig
-
-    from frinr_nerfstudio import compat
-
-    trainers = {}
-    for method in methods:
-        config = copy.deepcopy(all_methods[method])
-        config.set_timestamp()
-        config.output_dir, config.vis = Path("outputs/bench_overhead"), "tensorboard"
-        config.pipeline.datamanager.dataparser = BlenderDataParserConfig(data=scene)
-        compat.adapt_to_machine(config)
-        if recipe is not None:
-            recipe(config)
-        trainer = config.setup(local_rank=0, world_size=1)
-        with compat.offline_lpips():
-            trainer.setup()
-        trainers[method] = trainer
+    trainers = {method: make_trainer(method, scene, recipe) for method in methods}
     times = {method: [] for method in trainers}
     for step in range(steps + warmup):
         for method, trainer in trainers.items():
-            for callback in trainer.callbacks:
-                callback.run_callback_at_location(step, TrainingCallbackLocation.BEFORE_TRAIN_ITERATION)
-            start = time.perf_counter()
-            trainer.train_iteration(step)
+            seconds, _ = run_step(trainer, step)
             if step >= warmup:
-                times[method].append(time.perf_counter() - start)
+                times[method].append(seconds)
     return {method: statistics.median(values) for method, values in times.items()}
