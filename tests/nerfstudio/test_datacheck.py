@@ -111,15 +111,6 @@ NERFSTUDIO_CASES = {  # (images in the capture, transforms.json changes (None de
 }
 
 
-@pytest.mark.parametrize("case", NERFSTUDIO_CASES)
-def test_bad_capture_is_one_line(good: Path, tmp_path: Path, case: str) -> None:
-    frames, changes, message = NERFSTUDIO_CASES[case]
-    data = _changed_capture(good, tmp_path / "capture", frames, changes)
-    with pytest.raises(InputError, match=message) as error:
-        check_scene(data, "nerfstudio-data")
-    assert "\n" not in str(error.value)
-
-
 INSTANT_NGP_CASES = {  # (images in the capture, transforms.json changes (None deletes), message)
     "no focal length": (20, {"fl_x": None}, "needs a focal length"),
     "missing image": (
@@ -140,15 +131,23 @@ def test_good_instant_ngp_capture_passes(good: Path, tmp_path: Path) -> None:
         assert parser.get_dataparser_outputs("test").cameras.shape == (2,)
 
 
-@pytest.mark.parametrize("case", INSTANT_NGP_CASES)
-def test_bad_instant_ngp_capture_is_one_line(good: Path, tmp_path: Path, case: str) -> None:
-    frames, changes, message = INSTANT_NGP_CASES[case]
+CAPTURE_PARSERS = {"nerfstudio-data": (NerfstudioDataParserConfig, NERFSTUDIO_CASES),
+                   "instant-ngp-data": (InstantNGPDataParserConfig, INSTANT_NGP_CASES)}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("dataparser", "case"), [(name, case) for name, (_, cases) in CAPTURE_PARSERS.items() for case in cases]
+)
+def test_bad_capture_is_one_line(good: Path, tmp_path: Path, dataparser: str, case: str) -> None:
+    """The check and the swapped-in parser both refuse the capture, in one line."""
+    parser_config, cases = CAPTURE_PARSERS[dataparser]
+    frames, changes, message = cases[case]
     data = _changed_capture(good, tmp_path / "capture", frames, changes)
     with pytest.raises(InputError, match=message) as error:
-        check_scene(data, "instant-ngp-data")
+        check_scene(data, dataparser)
     assert "\n" not in str(error.value)
     with pytest.raises(InputError, match=message):
-        use_checked_parser(InstantNGPDataParserConfig(data=data)).setup()
+        use_checked_parser(parser_config(data=data)).setup()
 
 
 def test_missing_capture_directory(tmp_path: Path) -> None:
