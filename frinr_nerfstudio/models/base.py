@@ -28,6 +28,7 @@ from torch import Tensor
 from torchmetrics.functional.image import peak_signal_noise_ratio
 
 from frinr_core import metrics
+from frinr_core.errors import InputError
 from frinr_nerfstudio.samplers import OccupancySampler, render_weight_from_density
 
 
@@ -65,6 +66,19 @@ class OccupancyModel(Model):
         self.renderer_accumulation = AccumulationRenderer()
         self.renderer_depth = DepthRenderer(method="expected")
         self.rgb_loss = MSELoss()
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """Always strict. nerfstudio's pipeline retries a failed load with ``strict=False``, which would leave the
+        layers a checkpoint lacks (e.g. FR layers of a run trained with other head settings) at their random init."""
+        expected = self.state_dict().keys()
+        missing, unexpected = sorted(expected - state_dict.keys()), sorted(state_dict.keys() - expected)
+        if missing or unexpected:
+            raise InputError(
+                f"checkpoint does not fit this {type(self).__name__} (trained with other settings, e.g. which layers "
+                f"are FR?): missing {missing[:3]}{' …' * (len(missing) > 3)}, "
+                f"unexpected {unexpected[:3]}{' …' * (len(unexpected) > 3)}"
+            )
+        return super().load_state_dict(state_dict, strict=True, assign=assign)
 
     @property
     def contracted(self) -> bool:

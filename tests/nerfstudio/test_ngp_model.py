@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from nerfstudio.cameras.rays import RayBundle
 from nerfstudio.data.scene_box import SceneBox
 from nerfstudio.engine.callbacks import TrainingCallbackLocation
 
+from frinr_core.errors import InputError
 from frinr_core.fourier import FourierLinear
 from frinr_nerfstudio.fields.ngp import NGPFieldConfig
 from frinr_nerfstudio.heads import HeadConfig
@@ -93,6 +95,15 @@ def test_fr_weight_is_computed_once_per_step() -> None:
 def test_baseline_field_has_no_fr_layers() -> None:
     model = small_model(fr=False)
     assert not any(isinstance(m, FourierLinear) for m in model.modules())
+
+
+def test_checkpoint_of_other_fr_layers_is_refused_not_loaded_loosely() -> None:
+    """nerfstudio's pipeline retries a failed load with strict=False; the FR layers must not stay at random init."""
+    fr, baseline = small_model(fr=True), small_model(fr=False)
+    fr.load_state_dict(small_model(fr=True).state_dict())  # same settings: loads
+    for strict in (True, False):
+        with pytest.raises(InputError, match=r"checkpoint does not fit this NGPModel.*missing \['field\.colour_head"):
+            fr.load_state_dict(baseline.state_dict(), strict=strict)
 
 
 def test_contraction_keeps_the_box_and_squeezes_the_outside() -> None:
