@@ -57,7 +57,7 @@ def step_overhead(scene: Path, steps: int) -> str:
         cpu_recipe(config)
         config.pipeline.model.coarse_steps, config.pipeline.model.upscale_steps = 0, ()  # fine stage at 80^3
 
-    times = interleaved_step_times(METHODS[:2], scene, steps, recipe=fine_stage_only)
+    times, _ = interleaved_step_times(METHODS[:2], scene, steps, recipe=fine_stage_only)
     fr, base = (times[m] for m in METHODS[:2])
     return (
         f"Fine-stage step (80³ grids, 1024 rays, median of {steps} interleaved): FR {fr:.3f} s, "

@@ -62,6 +62,30 @@ def render_times(fr_config: Path, baseline_config: Path, rounds: int) -> str:
     return f"Rendering test view 0 ({camera.width.item()}×{camera.height.item()}, median of {rounds}): {cells}."
 
 
+def field_step_times(samples: int, rounds: int) -> dict[str, float]:
+    """Median seconds of a forward + backward pass of frinr-ngp's field, FR and baseline, on the same ``samples``
+    points and directions: FR's cost at equal work (a dynamic-batch step's rays follow each model's geometry)."""
+    from nerfstudio.cameras.rays import Frustums, RaySamples
+    from nerfstudio.configs.method_configs import all_methods
+
+    aabb = torch.tensor([[-1.5] * 3, [1.5] * 3])
+    fields = {m: all_methods[m].pipeline.model.field.setup(aabb=aabb) for m in METHODS[:2]}
+    gen = torch.Generator().manual_seed(0)
+    positions = (torch.rand(samples, 1, 3, generator=gen) * 2 - 1) * 1.5
+    directions = torch.nn.functional.normalize(torch.randn(samples, 1, 3, generator=gen), dim=-1)
+    frustums = Frustums(positions, directions, *(torch.zeros(samples, 1, 1) for _ in range(3)))
+    ray_samples = RaySamples(frustums=frustums)
+    times = {m: [] for m in fields}
+    for round_ in range(rounds + 1):  # round 0 warms up (the hash-grid kernel's first call, allocations)
+        for method, field in fields.items():
+            start = time.perf_counter()
+            outputs = field(ray_samples)
+            sum(value.sum() for value in outputs.values()).backward()
+            if round_:
+                times[method].append(time.perf_counter() - start)
+    return {method: statistics.median(values) for method, values in times.items()}
+
+
 def main() -> None:
     from frinr_nerfstudio.compare import CompareConfig, run
 
@@ -81,11 +105,24 @@ def main() -> None:
         f"(seed {compare.seed}, each method's own batch), test PSNR on the {args.scene} test split."
     )
     body = [table(results), budget]
-    times = interleaved_step_times(METHODS[:2], DATA / args.scene, args.overhead_steps, warmup=args.overhead_warmup)
+    times, rays = interleaved_step_times(
+        METHODS[:2], DATA / args.scene, args.overhead_steps, warmup=args.overhead_warmup
+    )
     fr, base = times[METHODS[0]], times[METHODS[1]]
+    fr_rays, base_rays = rays[METHODS[0]], rays[METHODS[1]]
+    per_ray = (fr / fr_rays) / (base / base_rays)
     body.append(
         f"Step time, FR / baseline (steps {args.overhead_warmup}–{args.overhead_warmup + args.overhead_steps} "
-        f"interleaved, medians): {fr:.3f} s / {base:.3f} s = {fr / base:.3f}× (target ≤ 1.05×)."
+        f"interleaved, medians): {fr:.3f} s / {base:.3f} s = {fr / base:.3f}×, with {fr_rays:.0f} / "
+        f"{base_rays:.0f} rays per step (each step holds 2¹⁸ samples): time per ray {per_ray:.3f}×."
+    )
+    field_times = field_step_times(2**18, rounds=args.render_rounds)
+    fr_field, base_field = (field_times[m] for m in METHODS[:2])
+    body.append(
+        f"Field forward + backward on the same 2¹⁸ samples (median of {args.render_rounds}, interleaved): FR "
+        f"{fr_field:.3f} s, baseline {base_field:.3f} s; FR's extra {fr_field - base_field:.3f} s is "
+        f"{(fr_field - base_field) / base:.1%} of a baseline step, so at equal work an FR step takes "
+        f"{(base + fr_field - base_field) / base:.3f}× the baseline's (target ≤ 1.05×)."
     )
     by_method = {r["method"]: r for r in results if r["status"] == "ok"}
     if {"frinr-ngp", "frinr-ngp-baseline"} <= by_method.keys():

@@ -42,17 +42,21 @@ def run_step(trainer, step: int) -> tuple[float, dict]:
 
 def interleaved_step_times(
     methods: tuple[str, ...], scene: Path, steps: int, warmup: int = 2, recipe: Callable | None = None
-) -> dict[str, float]:
-    """Median seconds per training step of each method, stepped in turn so that machine load hits all alike.
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Median seconds per training step of each method, stepped in turn so that machine load hits all alike, and
+    the median rays per step (a dynamic batch holds a fixed number of samples, so methods may differ in rays).
 
     Every method starts from the same seed and runs its training callbacks (e.g. occupancy-grid updates), so
     after the same number of steps each is in a comparable state; the first ``warmup`` steps are not timed.
     """
     trainers = {method: make_trainer(method, scene, recipe) for method in methods}
-    times = {method: [] for method in trainers}
+    times, rays = {method: [] for method in trainers}, {method: [] for method in trainers}
     for step in range(steps + warmup):
         for method, trainer in trainers.items():
+            batch = trainer.pipeline.datamanager.get_train_rays_per_batch()
             seconds, _ = run_step(trainer, step)
             if step >= warmup:
                 times[method].append(seconds)
-    return {method: statistics.median(values) for method, values in times.items()}
+                rays[method].append(batch)
+    median = statistics.median
+    return {m: median(values) for m, values in times.items()}, {m: median(values) for m, values in rays.items()}

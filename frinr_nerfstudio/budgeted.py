@@ -16,11 +16,12 @@ import resource
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import tyro
-from nerfstudio.engine.trainer import Trainer
+from nerfstudio.engine.trainer import Trainer, TrainerConfig
 
 from frinr_core.errors import InputError, first_line
 from frinr_nerfstudio import compat
@@ -88,10 +89,13 @@ def configure(run: BudgetRun):
     return config
 
 
-def execute(run: BudgetRun) -> dict:
+def execute(run: BudgetRun, recipe: Callable[[TrainerConfig], None] | None = None) -> dict:
+    """Train and evaluate; ``recipe`` edits the config first (benchmark sweeps of one method's settings)."""
     from nerfstudio.utils.eval_utils import eval_setup
 
     config = configure(run)
+    if recipe is not None:
+        recipe(config)
     config.save_config()  # names nerfstudio's Trainer, so ns-viewer / ns-eval load the run like any other
     trainer = BudgetTrainer(config, local_rank=0, world_size=1)
     trainer.budget_seconds = run.minutes * 60 if run.minutes else float("inf")
