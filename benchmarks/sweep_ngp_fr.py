@@ -30,6 +30,14 @@ VARIANTS: dict[str, dict] = {
     "alpha-0.05": PAPER | {"colour_head.fourier.alpha": 0.05},
     "density-layer-0": {"density_head.fr": True, "density_head.fr_layers": (0,), "colour_head.fr": True},
     "density-layer-0-only": {"density_head.fr": True, "density_head.fr_layers": (0,), "colour_head.fr": False},
+    # 32 inputs: with L = H = 32 bases (31, π/2) vanish (aliasing); L = H = 30 keeps every basis row away from zero
+    "density-layer-0-L30-H30": {
+        "density_head.fr": True,
+        "density_head.fr_layers": (0,),
+        "colour_head.fr": True,
+        "density_head.fourier.low_freqs": 30,
+        "density_head.fourier.high_freqs": 30,
+    },
     "colour-layers-0-2": PAPER | {"colour_head.fr_layers": (0, 1, 2)},
     "alpha-0.002": PAPER | {"colour_head.fourier.alpha": 0.002},
 }
