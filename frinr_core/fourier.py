@@ -149,12 +149,19 @@ class FourierLinear(nn.Module):
         self.alpha, self.omega0 = alpha, omega0
 
         bases = fourier_bases(in_features, low_freqs, high_freqs, phases, alpha)  # (M, in): the definition
+        norms = bases.norm(dim=1)  # (M,)
+        # A frequency that aliases to a constant at this width (f = 31 at 32 inputs, 127 at 128) makes the rows whose
+        # phase puts that constant at 0 vanish. Their float norms are ~1e-16, so ±sqrt(6/M)/‖B_i‖ would start their
+        # coefficients at ~1e14, and the rounding noise of 1e14 × 1e-16 would leak into W. They are zero rows: their
+        # coefficients start at 0 and W is exactly the layer the other bases define.
+        vanished = norms <= 1e-6 * norms.max()
+        bases[vanished] = 0
         self.register_buffer("bases", bases, persistent=False)
         waves, phase_mix = fourier_factors(in_features, low_freqs, high_freqs, phases, alpha)  # the fast route
         self.register_buffer("waves", waves, persistent=False)
         self.register_buffer("phase_mix", phase_mix, persistent=False)
         num_bases = self.bases.shape[0]
-        bound = math.sqrt(6 / num_bases) / self.bases.norm(dim=1)  # (M,): one range per basis (column of Λ)
+        bound = torch.where(vanished, 0.0, math.sqrt(6 / num_bases) / norms)  # (M,): one range per column of Λ
         if omega0 is not None:
             bound = bound / omega0
         self.coeffs = nn.Parameter((torch.rand(out_features, num_bases) * 2 - 1) * bound)

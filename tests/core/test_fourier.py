@@ -169,3 +169,19 @@ def test_factors_rebuild_the_bases_and_the_weight(in_features: int, low: int, hi
     torch.testing.assert_close(rebuilt, bases, rtol=0, atol=1e-6)
     layer = FourierLinear(in_features, 5, low_freqs=low, high_freqs=high, phases=phases, alpha=0.05)
     torch.testing.assert_close(layer.weight, layer.coeffs.detach() @ bases, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(("in_features", "freqs"), [(32, 32), (128, 128)])  # NGP density input; occupancy-cpu preset
+def test_bases_that_alias_to_zero_start_with_zero_coefficients(in_features: int, freqs: int) -> None:
+    """At ``in`` samples, frequency ``in - 1`` (and ``(in - 1)/L``) is constant over x: the rows whose phase puts that
+    constant at 0 vanish. Scaling their coefficients by 1/‖B_i‖ ≈ 1e16 made W depend on rounding noise."""
+    torch.manual_seed(4)
+    layer = FourierLinear(in_features, 16, low_freqs=freqs, high_freqs=freqs, phases=64, alpha=0.01)
+    # cos(a + kd) vanishing at three consecutive samples means d is a multiple of π: the whole row is zero.
+    rows = range(layer.bases.shape[0])
+    starts = [[reference_basis(r, c, in_features, freqs, freqs, 64, 1.0) for c in (0, 1, 2)] for r in rows]
+    identically_zero = torch.tensor(starts).abs().amax(dim=1) < 1e-9  # (M,)
+    assert identically_zero.sum() == 4  # the two aliasing frequencies at phases π/2 and 3π/2
+    assert torch.all(layer.bases[identically_zero] == 0) and torch.all(layer.coeffs[:, identically_zero] == 0)
+    assert layer.coeffs.abs().max() < 10  # the other columns keep their ±sqrt(6/M)/‖B_i‖ range
+    torch.testing.assert_close(layer.weight, layer.coeffs.detach() @ layer.bases, rtol=1e-5, atol=1e-6)
