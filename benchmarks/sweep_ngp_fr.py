@@ -30,7 +30,7 @@ VARIANTS: dict[str, dict] = {
     "alpha-0.05": PAPER | {"colour_head.fourier.alpha": 0.05},
     "density-layer-0": {"density_head.fr": True, "density_head.fr_layers": (0,), "colour_head.fr": True},
     "density-layer-0-only": {"density_head.fr": True, "density_head.fr_layers": (0,), "colour_head.fr": False},
-    # 32 inputs: with L = H = 32 bases (31, π/2) vanish (aliasing); L = H = 30 keeps every basis row away from zero
+    # 32 inputs: at L = H = 32 four bases (f = 31 and 31/32 at φ = π/2, 3π/2) vanish; L = H = 30 has none
     "density-layer-0-L30-H30": {
         "density_head.fr": True,
         "density_head.fr_layers": (0,),

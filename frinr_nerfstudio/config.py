@@ -1,6 +1,6 @@
 """``ns-train`` methods: ``frinr-ngp`` and ``frinr-dvgo`` (FR heads), and their baselines (plain linear layers).
 
-Both come from one function, so the only difference is the ``fr`` switch of the colour head. The
+Both come from one function, so the only difference is the ``fr`` switch of the MLP heads. The
 settings are nerfstudio's instant-ngp (30k iterations, dynamic batch of 2**18 samples, Adam 1e-2 with
 exponential decay); the device defaults to CUDA when there is one and to the CPU otherwise (with a
 coarser occupancy grid), so ``ns-train frinr-ngp --data DIR`` needs no flag on either.
@@ -40,9 +40,10 @@ distributed.install()
 
 
 def ngp_trainer_config(method_name: str, *, fr: bool) -> TrainerConfig:
-    """The shared ``TrainerConfig``; ``fr`` turns the colour head's FourierLinear layers on or off."""
+    """The shared ``TrainerConfig``; ``fr`` turns both heads' FourierLinear layers on or off."""
     cuda = torch.cuda.is_available()
-    field = NGPFieldConfig(colour_head=HeadConfig(hidden_layers=1, fr=fr))
+    field = NGPFieldConfig()
+    field.density_head.fr = field.colour_head.fr = fr
     return TrainerConfig(
         method_name=method_name,
         steps_per_eval_batch=500,

@@ -33,7 +33,13 @@ def default_implementation() -> Literal["tcnn", "torch"]:
 
 @dataclass
 class NGPFieldConfig(InstantiateConfig):
-    """Instant-NGP field; the head defaults are Instant-NGP's (density 1×64, colour 2×64) with FR colour layers."""
+    """Instant-NGP field; the heads are Instant-NGP's (density 1×64, colour 2×64).
+
+    FR layers by default: the density head's input layer and the colour head's hidden layer, both with the paper's
+    Instant-NGP colour-MLP settings. The paper reparameterizes only the colour MLP; on lego_100 also reparameterizing
+    the density input layer sharpens geometry sooner (fewer samples per ray, so more rays per dynamic batch) and is
+    what puts FR ahead of the baseline at equal budget (BENCHMARKS.md, ``benchmarks/sweep_ngp_fr.py``).
+    """
 
     _target: type = field(default_factory=lambda: NGPField)
     num_levels: int = 16
@@ -43,7 +49,7 @@ class NGPFieldConfig(InstantiateConfig):
     max_res: int = 2048
     geo_features: int = 15
     """Geometry features passed from the density head to the colour head."""
-    density_head: HeadConfig = field(default_factory=lambda: HeadConfig(hidden_layers=0))
+    density_head: HeadConfig = field(default_factory=lambda: HeadConfig(hidden_layers=0, fr=True, fr_layers=(0,)))
     colour_head: HeadConfig = field(default_factory=lambda: HeadConfig(hidden_layers=1, fr=True))
     implementation: Literal["auto", "tcnn", "torch"] = "auto"
     """Hash and SH encodings: tcnn needs tinycudann and CUDA; auto picks it when both are there."""

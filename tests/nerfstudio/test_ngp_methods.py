@@ -31,9 +31,12 @@ def test_baseline_differs_only_by_fr() -> None:
     from nerfstudio.configs.method_configs import all_methods
 
     fr, baseline = all_methods["frinr-ngp"], copy.deepcopy(all_methods["frinr-ngp-baseline"])
-    assert fr.pipeline.model.field.colour_head.fr and not baseline.pipeline.model.field.colour_head.fr
+    heads = ("density_head", "colour_head")
+    assert all(getattr(fr.pipeline.model.field, head).fr for head in heads)
+    assert not any(getattr(baseline.pipeline.model.field, head).fr for head in heads)
     baseline.method_name = fr.method_name
-    baseline.pipeline.model.field.colour_head.fr = True
+    for head in heads:
+        getattr(baseline.pipeline.model.field, head).fr = True
     assert baseline == fr
 
 

@@ -10,6 +10,7 @@ import torch
 import yaml
 from conftest import ns
 
+from frinr_core import FourierLinear
 from frinr_core.cli import main
 
 
@@ -55,7 +56,9 @@ def test_export_renders_the_same_as_a_smaller_baseline_checkpoint(trained_ngp: P
     (exported,) = tmp_path.glob("*/frinr-ngp-baseline/*/config.yml")
     _, fr_pipeline, fr_checkpoint, _ = eval_setup(trained_ngp, test_mode="test")
     _, folded_pipeline, folded_checkpoint, _ = eval_setup(exported, test_mode="test")
-    assert type(folded_pipeline.model.field.colour_head.mlp[2]) is torch.nn.Linear
+    fr_heads = {name for name, m in fr_pipeline.model.field.named_modules() if isinstance(m, FourierLinear)}
+    assert {name.split(".")[0] for name in fr_heads} == {"density_head", "colour_head"}
+    assert all(type(folded_pipeline.model.field.get_submodule(name)) is torch.nn.Linear for name in fr_heads)
     assert folded_checkpoint.stat().st_size < fr_checkpoint.stat().st_size
     for pipeline in (fr_pipeline, folded_pipeline):
         pipeline.eval()
