@@ -28,7 +28,7 @@ VARIANTS: dict[str, dict] = {
     "baseline": {"density_head.fr": False, "colour_head.fr": False},
     "paper": PAPER,
     "alpha-0.05": PAPER | {"colour_head.fourier.alpha": 0.05},
-    "density-layer-0": {"density_head.fr": True, "density_head.fr_layers": (0,), "colour_head.fr": True},
+    "density-layer-0": {"density_head.fr": True, "density_head.fr_layers": (0,), "colour_head.fr": True},  # default
     "density-layer-0-only": {"density_head.fr": True, "density_head.fr_layers": (0,), "colour_head.fr": False},
     # 32 inputs: at L = H = 32 four bases (f = 31 and 31/32 at φ = π/2, 3π/2) vanish; L = H = 30 has none
     "density-layer-0-L30-H30": {

@@ -37,8 +37,9 @@ class NGPFieldConfig(InstantiateConfig):
 
     FR layers by default: the density head's input layer and the colour head's hidden layer, both with the paper's
     Instant-NGP colour-MLP settings. The paper reparameterizes only the colour MLP; on lego_100 also reparameterizing
-    the density input layer sharpens geometry sooner (fewer samples per ray, so more rays per dynamic batch) and is
-    what puts FR ahead of the baseline at equal budget (BENCHMARKS.md, ``benchmarks/sweep_ngp_fr.py``).
+    the density input layer sharpens geometry sooner (fewer samples per ray, so more rays per dynamic batch), which
+    puts FR ahead of the baseline at equal budget where the colour layer alone is not (BENCHMARKS.md,
+    ``benchmarks/sweep_ngp_fr.py``).
     """
 
     _target: type = field(default_factory=lambda: NGPField)
