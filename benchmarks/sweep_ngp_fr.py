@@ -1,10 +1,10 @@
 """Which FR settings should frinr-ngp default to? Test PSNR on lego_100 after a fixed number of steps, per seed.
 
-FR and baseline steps take the same time (BENCHMARKS.md: interleaved step ratio ~0.97), so a step budget stands in
-for the wall-clock one and, unlike it, is not shifted by machine load; the gain is the mean over seeds of each
-variant's difference to the baseline run of the same seed. Each run is ``frinr_nerfstudio.budgeted`` in its own
-process; finished runs in ``--out`` are reused. Two jobs of one thread each use this 2-core machine about as well as
-one job of two.
+At equal work an FR step costs about what a baseline step does (BENCHMARKS.md: 1.04× for the field's forward +
+backward on the same samples), so a step budget stands in for the wall-clock one and, unlike it, is not shifted by
+machine load; the gain is the mean over seeds of each variant's difference to the baseline run of the same seed.
+Each run is ``frinr_nerfstudio.budgeted`` in its own process; finished runs in ``--out`` are reused. Two jobs of one
+thread each use this 2-core machine about as well as one job of two.
 
     .venv/bin/python -m benchmarks.sweep_ngp_fr --steps 400 --seeds 42 1 2 --jobs 2
     .venv/bin/python -m benchmarks.sweep_ngp_fr --seeds 42 1 --report   # tabulate what has run so far
