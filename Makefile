@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint install clean
+.PHONY: demo test lint install gpu-check clean
 
 # Installed once per change of pyproject.toml; torch comes first so pip takes the pinned local wheels.
 $(STAMP): pyproject.toml
@@ -25,6 +25,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q --durations=15
+
+# On a CUDA machine: backends, FR gradients, mixed precision with the viewer's thread, torch backends, DVGO and a
+# CPU checkpoint on the GPU, in under 5 minutes (outputs/gpu_check/). Without CUDA: one line, nothing run, exit 0.
+gpu-check: $(STAMP)
+	$(BIN)/frinr gpu-check
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

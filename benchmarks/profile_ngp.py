@@ -22,7 +22,11 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 def instrument_sampler() -> dict:
     """Record, per sampling call: candidate steps, steps in occupied cells, and seconds spent in the sampler."""
     stats: dict = {}
-    march, occupied, sampling = samplers._march, samplers.TorchOccGrid.occupied, samplers.TorchOccGrid.sampling
+    march, occupied, sampling = (
+        samplers._Marcher.steps_with_midpoints_in,
+        samplers.TorchOccGrid.occupied,
+        samplers.TorchOccGrid.sampling,
+    )
 
     def counted_march(*args, **kwargs):
         result = march(*args, **kwargs)
@@ -40,7 +44,7 @@ def instrument_sampler() -> dict:
         stats["sampler s"] = round(time.perf_counter() - start, 2)
         return result
 
-    samplers._march = counted_march
+    samplers._Marcher.steps_with_midpoints_in = counted_march
     samplers.TorchOccGrid.occupied, samplers.TorchOccGrid.sampling = counted_occupied, timed_sampling
     return stats
 

@@ -81,10 +81,17 @@ class _CachedWeightLinear(torch.autograd.Function):
     Reusing one W across calls cannot share an autograd graph (a second ``backward`` would find it freed),
     so each call gets its own node whose backward is the chain rule through ``W = Λ B``:
     ``dΛ = (gᵀ x) Bᵀ`` — exactly the gradient of the uncached computation.
+
+    Mixed precision: W arrives in the parameters' dtype. Under autocast the product runs in autocast's dtype
+    (``F.linear`` is on its lower-precision list), outside it in ``x``'s dtype; the backward product
+    ``gᵀ x`` runs in the gradient's dtype, and the chain rule into Λ in Λ's dtype, whatever the autocast
+    state of the thread that runs the backward.
     """
 
     @staticmethod
     def forward(x: Tensor, coeffs: Tensor, bias: Tensor, weight: Tensor, waves: Tensor, phase_mix: Tensor) -> Tensor:
+        if not torch.is_autocast_enabled(x.device.type):
+            weight, bias = weight.to(x.dtype), bias.to(x.dtype)
         return nn.functional.linear(x, weight, bias)
 
     @staticmethod
@@ -96,14 +103,15 @@ class _CachedWeightLinear(torch.autograd.Function):
     def backward(ctx, grad_out: Tensor):
         x, weight, waves, phase_mix = ctx.saved_tensors
         grad_x = grad_coeffs = grad_bias = None
-        if ctx.needs_input_grad[0]:
-            grad_x = grad_out @ weight.to(grad_out.dtype)
-        flat_grad = grad_out.reshape(-1, grad_out.shape[-1])  # (N, out)
-        if ctx.needs_input_grad[1]:
-            grad_weight = flat_grad.T @ x.reshape(-1, x.shape[-1]).to(flat_grad.dtype)  # (out, in)
-            grad_coeffs = _coeffs_grad(grad_weight.to(waves.dtype), waves, phase_mix)  # (out, M)
-        if ctx.needs_input_grad[2]:
-            grad_bias = flat_grad.sum(0).to(weight.dtype)
+        with torch.autocast(grad_out.device.type, enabled=False):
+            if ctx.needs_input_grad[0]:
+                grad_x = (grad_out @ weight.to(grad_out.dtype)).to(x.dtype)
+            flat_grad = grad_out.reshape(-1, grad_out.shape[-1])  # (N, out)
+            if ctx.needs_input_grad[1]:
+                grad_weight = flat_grad.T @ x.reshape(-1, x.shape[-1]).to(flat_grad.dtype)  # (out, in)
+                grad_coeffs = _coeffs_grad(grad_weight.to(waves.dtype), waves, phase_mix)  # (out, M)
+            if ctx.needs_input_grad[2]:
+                grad_bias = flat_grad.sum(0).to(weight.dtype)
         return grad_x, grad_coeffs, grad_bias, None, None, None
 
 
@@ -180,27 +188,35 @@ class FourierLinear(nn.Module):
         c = self.coeffs
         return (c.data_ptr(), c._version, c.device, c.dtype, self.waves.data_ptr())
 
+    def _product(self) -> Tensor:
+        """``Λ B`` (out, in) in the parameters' dtype, whatever autocast is doing in the calling thread."""
+        with torch.autocast(self.coeffs.device.type, enabled=False):
+            return _weight_of(self.coeffs, self.waves.to(self.coeffs.dtype), self.phase_mix.to(self.coeffs.dtype))
+
     @property
     def weight(self) -> Tensor:
-        """W = Λ·B (out × in), computed once per coefficient update and detached (gradients go via forward)."""
+        """W = Λ·B (out × in) in the parameters' dtype, computed once per coefficient update and detached (gradients
+        go via forward). Kept out of autocast: a W cached in float16 during a mixed-precision training step would
+        break every later call without autocast (the viewer's thread, the occupancy-grid refresh, evaluation)."""
         key = self._cache_key()
-        if self._cache is None or self._cache[0] != key:
+        cache = self._cache  # one read: another thread (the viewer) may replace it meanwhile
+        if cache is None or cache[0] != key:
             with torch.no_grad():
-                self._cache = (key, _weight_of(self.coeffs, self.waves, self.phase_mix))
-        return self._cache[1]
+                cache = self._cache = (key, self._product())
+        return cache[1]
 
     def forward(self, x: Tensor) -> Tensor:  # (..., in) -> (..., out)
         wrapped = torch._C._functorch.is_functorch_wrapped_tensor
         if wrapped(self.coeffs) or wrapped(x):
             # torch.func transforms (vmap/jacrev over parameters or inputs) need the plain differentiable expression.
-            return nn.functional.linear(x, _weight_of(self.coeffs, self.waves, self.phase_mix), self.bias)
+            return nn.functional.linear(x, self._product(), self.bias)
         return _CachedWeightLinear.apply(x, self.coeffs, self.bias, self.weight, self.waves, self.phase_mix)
 
     def fold(self) -> nn.Linear:
         """A plain ``nn.Linear`` computing the same function, for deployment."""
         linear = nn.Linear(self.in_features, self.out_features, device=self.coeffs.device, dtype=self.coeffs.dtype)
         with torch.no_grad():
-            linear.weight.copy_(_weight_of(self.coeffs, self.waves, self.phase_mix))
+            linear.weight.copy_(self._product())
             linear.bias.copy_(self.bias)
         return linear
 

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 import tyro
 from nerfstudio.engine.trainer import Trainer, TrainerConfig
 
@@ -102,14 +103,14 @@ def execute(run: BudgetRun, recipe: Callable[[TrainerConfig], None] | None = Non
     with compat.offline_lpips():
         trainer.setup()
     trainer.train()
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # training's peak: evaluation comes after
+    peak_mb, memory = peak_memory(config.machine.device_type)  # training's peak: evaluation comes after
     params = sum(p.numel() for p in trainer.pipeline.model.parameters() if p.requires_grad)
     result = {
         "method": run.method, "status": "ok", "steps": trainer.step + 1,
         "train_seconds": round(trainer.train_seconds, 2),
         "train_rays_per_second": round(trainer.train_rays / max(trainer.train_seconds, 1e-9)),
         "train_samples_per_ray": round(trainer.train_samples / max(trainer.train_rays, 1), 1) or None,
-        "peak_memory_mb": round(peak_mb), "params": params, "curve": trainer.curve,
+        "peak_memory_mb": round(peak_mb), "memory": memory, "params": params, "curve": trainer.curve,
     }  # fmt: skip
     del trainer
     config_path = config.get_base_dir() / "config.yml"
@@ -121,6 +122,14 @@ def execute(run: BudgetRun, recipe: Callable[[TrainerConfig], None] | None = Non
         "checkpoint": str(checkpoint), "config": str(config_path),
     }  # fmt: skip
     return result
+
+
+def peak_memory(device_type: str) -> tuple[float, str]:
+    """(MB, what was measured): the GPU's peak allocation for a CUDA run (its host memory is not the limit there),
+    this process's peak resident memory otherwise."""
+    if device_type == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20, "GPU (max allocated)"
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "host (max RSS)"
 
 
 def _finite_or_none(value: float | None) -> float | None:

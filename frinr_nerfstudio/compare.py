@@ -22,7 +22,7 @@ from frinr_core.cli import Command
 from frinr_core.errors import InputError
 
 COLUMNS = ["method", "status", "psnr", "ssim", "lpips", "train_seconds", "train_rays_per_second",
-           "peak_memory_mb", "params", "steps", "checkpoint"]  # fmt: skip
+           "peak_memory_mb", "memory", "params", "steps", "checkpoint"]  # fmt: skip
 
 
 @dataclass

@@ -15,7 +15,10 @@ DVGO's 1e-8 the coarse grids, whose first gradients are ~1e-9, barely move). CPU
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
+import yaml
 from nerfstudio.configs.base_config import MachineConfig, ViewerConfig
 from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManagerConfig
 from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
@@ -39,12 +42,29 @@ compat.install()
 distributed.install()
 
 
+@dataclass
+class FrinrTrainerConfig(TrainerConfig):
+    """nerfstudio's ``TrainerConfig``, writing into config.yml what every ``auto`` of our model means on this run's
+    device and scene (``OccupancyModelConfig.settle``): later loads on any machine rebuild the same modules."""
+
+    def save_config(self) -> None:
+        model = self.pipeline.model
+        recorded = self.load_dir.parent / "config.yml" if self.load_dir is not None else None
+        if recorded is not None and recorded.is_file():  # resuming: build what the checkpoint was trained with
+            previous = yaml.load(recorded.read_text(), Loader=yaml.Loader)
+            if isinstance(previous, TrainerConfig) and type(previous.pipeline.model) is type(model):
+                model.adopt(previous.pipeline.model)
+        model.settle(self.pipeline.datamanager.dataparser, self.machine.device_type)
+        self.mixed_precision = self.mixed_precision and self.machine.device_type == "cuda"  # no autocast on the CPU
+        super().save_config()
+
+
 def ngp_trainer_config(method_name: str, *, fr: bool) -> TrainerConfig:
     """The shared ``TrainerConfig``; ``fr`` turns both heads' FourierLinear layers on or off."""
     cuda = torch.cuda.is_available()
     field = NGPFieldConfig()
     field.density_head.fr = field.colour_head.fr = fr
-    return TrainerConfig(
+    return FrinrTrainerConfig(
         method_name=method_name,
         steps_per_eval_batch=500,
         steps_per_save=2000,
@@ -57,14 +77,7 @@ def ngp_trainer_config(method_name: str, *, fr: bool) -> TrainerConfig:
                 train_num_rays_per_batch=4096,
                 eval_num_rays_per_batch=4096,
             ),
-            model=NGPModelConfig(
-                field=field,
-                eval_num_rays_per_chunk=8192 if cuda else 2048,
-                # Without CUDA: a coarser grid (64³ cells per level, refreshed on nerfacc's schedule, costs
-                # a few percent of the steps; a budgeted sweep refreshes cells too rarely for the EMA to
-                # clear empty space) and smaller eval chunks (memory).
-                grid_resolution=128 if cuda else 64,
-            ),
+            model=NGPModelConfig(field=field, eval_num_rays_per_chunk=8192 if cuda else 2048),
         ),
         optimizers={
             "fields": {
@@ -112,7 +125,7 @@ def dvgo_trainer_config(method_name: str, *, fr: bool) -> TrainerConfig:
         eval_num_rays_per_chunk=8192,
     )
     steps = model.coarse_steps + 20000
-    return TrainerConfig(
+    return FrinrTrainerConfig(
         method_name=method_name,
         steps_per_eval_batch=500,
         steps_per_save=2000,

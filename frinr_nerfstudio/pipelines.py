@@ -3,8 +3,9 @@
 - The scene is validated whichever dataparser subcommand was picked (the default nerfstudio-data, or an
   explicit blender-data or instant-ngp-data): a bad scene is one line of error before any work
   (:mod:`frinr_nerfstudio.datacheck`).
-- A model's ``contraction = "auto"`` (frinr-ngp, frinr-dvgo) is decided from the dataparser: off for
-  blender-data, on for real captures.
+- Every ``auto`` of our model configs is decided before the model is built: contraction from the dataparser (off
+  for blender-data, on for real captures), backends and grid sizes from the device the pipeline is given
+  (``OccupancyModelConfig.settle``).
 - DDP also works on CPU (gloo), not only with CUDA device ids (:mod:`frinr_nerfstudio.distributed`).
 """
 
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from nerfstudio.data.dataparsers.blender_dataparser import BlenderDataParserConfig
 from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineConfig
 from nerfstudio.pipelines.dynamic_batch import DynamicBatchPipeline, DynamicBatchPipelineConfig
 
@@ -20,22 +20,14 @@ from frinr_nerfstudio.datacheck import use_checked_parser
 from frinr_nerfstudio.distributed import DeviceAgnosticDDP
 
 
-def resolve_contraction(config: VanillaPipelineConfig) -> None:
-    """``contraction = "auto"`` → "off" for blender-data (an object on a blank background, all inside the scene
-    box), "on" for any other dataparser (real captures: the world goes on beyond the box). In place."""
-    model = config.model
-    if getattr(model, "contraction", None) == "auto":
-        model.contraction = "off" if isinstance(config.datamanager.dataparser, BlenderDataParserConfig) else "on"
-
-
 class CheckedScene:
-    """Pipeline mixin: swap in the validating dataparser and settle scene-dependent model settings before
-    nerfstudio builds the datamanager and the model."""
+    """Pipeline mixin: swap in the validating dataparser and settle the model's scene- and device-dependent settings
+    before nerfstudio builds the datamanager and the model."""
 
-    def __init__(self, config, *args, **kwargs):
+    def __init__(self, config: VanillaPipelineConfig, device, *args, **kwargs):
         use_checked_parser(config.datamanager.dataparser)
-        resolve_contraction(config)
-        super().__init__(config, *args, **kwargs)
+        config.model.settle(config.datamanager.dataparser, device)
+        super().__init__(config, device, *args, **kwargs)
 
 
 class FrinrPipeline(CheckedScene, DeviceAgnosticDDP, VanillaPipeline):

@@ -1,15 +1,22 @@
-"""Occupancy-grid ray marching: nerfacc's CUDA estimator when it can run, a pure-torch one otherwise.
+"""Occupancy-grid ray marching: nerfacc's CUDA estimator, or a pure-torch one with the same cells and interface.
 
-:class:`TorchOccGrid` mirrors ``nerfacc.OccGridEstimator`` (same ``sampling`` / ``update_every_n_steps``
-signatures, same multi-level layout, same EMA update and thresholds), so nerfstudio's
-``VolumetricSampler`` drives either. nerfacc's marching and packed scans are CUDA kernels; here the same
-work is a few vectorised tensor ops, and what makes it fast on a CPU is what makes Instant-NGP fast:
+Both grid classes keep nerfacc's layout (``aabbs`` per level, ``occs`` per cell, ``binaries`` of shape
+(levels, r, r, r)), so a checkpoint of either loads into the other, and share the geometry our models need
+(:class:`GridGeometry`). nerfstudio's ``VolumetricSampler`` drives either.
 
-- empty-space skipping: candidate steps are generated only inside the bounding box of the occupied
-  cells and kept only where their cell is occupied;
-- early ray termination: a gradient-free density pass over the kept samples drops every sample behind
-  an opaque surface (transmittance < ``early_stop_eps``) or nearly transparent (alpha < ``alpha_thre``),
-  so the training pass runs the field on the survivors only.
+:class:`TorchOccGrid` does in tensor ops what nerfacc does in CUDA kernels, and what makes it fast on a CPU is what
+makes Instant-NGP fast:
+
+- hierarchical empty-space skipping: a ray is first marched through coarse blocks of cells (each level's grid
+  max-pooled into 8 blocks per axis), and fine steps are laid only where it crosses an occupied block, then kept
+  only in occupied cells — work follows occupied space, not the box;
+- early ray termination: a gradient-free density pass over the kept samples drops every sample behind an opaque
+  surface (transmittance < ``early_stop_eps``) or nearly transparent (alpha < ``alpha_thre``), so the training
+  pass runs the field on the survivors only.
+
+On CUDA nerfacc's grid is the default; this one is its fallback there, and every packed selection below needs its
+size on the host (a sync each, as nerfacc's traversal has too). Thresholds derived from the grid are computed
+once per grid change, never per call.
 """
 
 from __future__ import annotations
@@ -17,24 +24,17 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import nerfacc
 import torch
+import torch.nn.functional as F
 from nerfstudio.model_components.ray_samplers import VolumetricSampler
 from torch import Tensor, nn
 
 from frinr_core.errors import InputError
 
 SigmaFn = Callable[[Tensor, Tensor, Tensor], Tensor]  # (t_starts (N,), t_ends (N,), ray_indices (N,)) -> (N,)
-
-
-def nerfacc_cuda_available() -> bool:
-    """True when nerfacc's CUDA kernels can run (a CUDA device and nerfacc's compiled extension)."""
-    if not torch.cuda.is_available():
-        return False
-    try:
-        from nerfacc.cuda._backend import _C
-    except (ImportError, OSError, RuntimeError):
-        return False
-    return _C is not None
+BLOCKS_PER_AXIS = 8
+"""About this many coarse blocks per axis and level for the hierarchical march (ceil(r / 8) cells a side)."""
 
 
 def segment_exclusive_sum(values: Tensor, ray_indices: Tensor, n_rays: int) -> Tensor:
@@ -44,7 +44,9 @@ def segment_exclusive_sum(values: Tensor, ray_indices: Tensor, n_rays: int) -> T
     subtraction keeps float32 precision over millions of samples. Differentiable.
     """
     total = torch.cumsum(values.double(), dim=0) - values.double()  # (N,) exclusive over all rays
-    counts = torch.bincount(ray_indices, minlength=n_rays)
+    counts = torch.zeros(n_rays, dtype=torch.long, device=values.device).index_add_(
+        0, ray_indices, torch.ones_like(ray_indices)
+    )
     first = torch.cumsum(counts, dim=0) - counts  # (n_rays,) index of each ray's first sample
     return (total - total[first[ray_indices]]).to(values.dtype)
 
@@ -59,11 +61,78 @@ def render_weight_from_density(
     return transmittance * alphas, transmittance, alphas
 
 
-class TorchOccGrid(nn.Module):
-    """A multi-level binary occupancy grid with the interface of ``nerfacc.OccGridEstimator``.
+class GridGeometry:
+    """What our models ask of an occupancy grid, whichever backend holds it (nerfacc's buffer layout)."""
 
-    Level ``l`` covers the ROI box scaled by ``2**l`` about its centre, at ``resolution**3`` cells, so
-    unbounded scenes get coarser cells far away. A point is looked up in the finest level containing it.
+    aabbs: Tensor  # (levels, 6): level l is the ROI box scaled by 2**l about its centre
+    occs: Tensor  # (levels * r**3,)
+    binaries: Tensor  # (levels, r, r, r) bool
+    levels: int
+
+    @property
+    def cells_per_axis(self) -> int:
+        return self.binaries.shape[-1]
+
+    @property
+    def block_cells(self) -> int:
+        """Cells per side of a coarse block of the hierarchical march."""
+        return math.ceil(self.cells_per_axis / BLOCKS_PER_AXIS)
+
+    @torch.no_grad()
+    def cell_centres(self) -> Tensor:
+        """(levels * r**3, 3) world centres of the cells, in the order of ``occs`` and ``binaries.flatten()``."""
+        r = self.cells_per_axis
+        steps = (torch.arange(r, device=self.aabbs.device) + 0.5) / r
+        unit = torch.stack(torch.meshgrid(steps, steps, steps, indexing="ij"), dim=-1).reshape(-1, 3)  # (r**3, 3)
+        lo, hi = self.aabbs[:, None, :3], self.aabbs[:, None, 3:]  # (levels, 1, 3)
+        return (lo + unit * (hi - lo)).reshape(-1, 3)
+
+    @torch.no_grad()
+    def place(self, box: Tensor) -> None:
+        """Move the grid onto ``box`` (2, 3): level 0 covers it, level l the box scaled by 2**l about its centre."""
+        centre, half = box.mean(0), (box[1] - box[0]) / 2  # (3,), (3,)
+        scales = 2.0 ** torch.arange(self.levels, device=box.device, dtype=box.dtype)[:, None]  # (levels, 1)
+        self.aabbs.copy_(torch.cat([centre - half * scales, centre + half * scales], dim=-1))
+
+    @torch.no_grad()
+    def set_cells(self, occs: Tensor, binaries: Tensor) -> None:
+        """Cell occupancies (levels * r**3,) — their mean caps the sampler's alpha threshold, as nerfacc's — and which
+        cells are marched (any shape with levels * r**3 elements)."""
+        self.occs.copy_(occs)
+        self.binaries.copy_(binaries.view_as(self.binaries))
+
+
+def adapt_grid_state(state_dict: dict, prefix: str, grid: GridGeometry) -> None:
+    """Make a checkpointed grid's entries (either backend's, or frinr's pre-2026-12 ``center``/``half_extent``) those
+    of ``grid``, in place: the cells are the same, only the bookkeeping differs. A grid of another shape is a
+    one-line error, never a state-dict traceback."""
+    saved = state_dict.get(prefix + "binaries")
+    if saved is not None and saved.shape != grid.binaries.shape:
+        raise InputError(
+            f"the checkpoint's occupancy grid is {tuple(saved.shape)} (levels, cells per axis ×3), this model's "
+            f"{tuple(grid.binaries.shape)}: load it with the grid settings it was trained with "
+            "(resolution; levels follow the contraction setting, which auto resolves from the dataparser)"
+        )
+    if prefix + "center" in state_dict:
+        centre, half = state_dict.pop(prefix + "center"), state_dict.pop(prefix + "half_extent")
+        scales = 2.0 ** torch.arange(grid.levels, dtype=centre.dtype, device=centre.device)[:, None]
+        state_dict[prefix + "aabbs"] = torch.cat([centre - half * scales, centre + half * scales], dim=-1)
+    own = grid.state_dict()
+    for name in ("resolution", "sweep_start"):  # nerfacc's resolution buffer, the torch grid's sweep position
+        if name in own:
+            state_dict.setdefault(prefix + name, own[name].clone())
+        else:
+            state_dict.pop(prefix + name, None)
+    occs = state_dict.get(prefix + "occs")
+    if occs is not None and isinstance(grid, nerfacc.OccGridEstimator):
+        state_dict[prefix + "occs"] = occs.clamp_min(0)  # the torch grid marks never-seen cells -1; nerfacc has 0
+
+
+class TorchOccGrid(GridGeometry, nn.Module):
+    """A multi-level binary occupancy grid with the interface of ``nerfacc.OccGridEstimator``, in tensor ops.
+
+    Level ``l`` covers the ROI box scaled by ``2**l`` about its centre, at ``resolution**3`` cells, so unbounded
+    scenes get coarser cells far away. A point is looked up in the finest level containing it.
     """
 
     def __init__(
@@ -72,23 +141,17 @@ class TorchOccGrid(nn.Module):
         super().__init__()
         if resolution < 1 or levels < 1:
             raise InputError(f"occupancy grid resolution and levels must be >= 1, got {resolution} and {levels}")
-        self.resolution, self.levels, self.cells_per_update = resolution, levels, cells_per_update
-        roi_aabb = torch.as_tensor(roi_aabb, dtype=torch.float32).flatten()
-        self.register_buffer("center", (roi_aabb[:3] + roi_aabb[3:]) / 2)
-        self.register_buffer("half_extent", (roi_aabb[3:] - roi_aabb[:3]) / 2)
+        self.levels, self.cells_per_update = levels, cells_per_update
+        self.register_buffer("aabbs", torch.zeros(levels, 6))
+        self.place(torch.as_tensor(roi_aabb, dtype=torch.float32).reshape(2, 3))
         # EMA of density * step per cell; -1 = never evaluated, which counts as occupied.
         self.register_buffer("occs", torch.full((levels * resolution**3,), -1.0))
         self.register_buffer("binaries", torch.ones(levels, resolution, resolution, resolution, dtype=torch.bool))
         self.register_buffer("sweep_start", torch.zeros((), dtype=torch.long))
+        self._derived: tuple | None = None  # (key, blocks, alpha cap): see _blocks_and_alpha_cap
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
-        saved = state_dict.get(prefix + "binaries")
-        if saved is not None and saved.shape != self.binaries.shape:
-            raise InputError(
-                f"the checkpoint's occupancy grid is {tuple(saved.shape)} (levels, cells per axis ×3), this model's "
-                f"{tuple(self.binaries.shape)}: load it with the grid settings it was trained with "
-                "(resolution; levels follow the contraction setting, which auto resolves from the dataparser)"
-            )
+        adapt_grid_state(state_dict, prefix, self)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # -- grid update ------------------------------------------------------------------------------------
@@ -109,12 +172,13 @@ class TorchOccGrid(nn.Module):
             return
         cells = self._cells_to_update(warmup=step < warmup_steps)
         points = self._random_points_in_cells(cells)  # (M, 3)
-        occ = torch.cat([occ_eval_fn(p).reshape(-1) for p in points.split(chunk)])  # (M,)
+        occ = torch.cat([occ_eval_fn(p).reshape(-1) for p in points.split(chunk)]).to(self.occs.dtype)  # (M,)
         old = self.occs[cells]
         self.occs[cells] = torch.where(old < 0, occ, torch.maximum(old * ema_decay, occ))
-        seen = self.occs[self.occs >= 0]
-        thre = torch.clamp(seen.mean(), max=occ_thre) if seen.numel() else occ_thre
-        self.binaries.copy_(((self.occs > thre) | (self.occs < 0)).view_as(self.binaries))
+        seen = self.occs >= 0
+        mean = (self.occs * seen).sum() / seen.sum().clamp_min(1)  # mean over evaluated cells, no host sync
+        thre = torch.where(seen.any(), mean.clamp(max=occ_thre), torch.full_like(mean, occ_thre))
+        self.binaries.copy_(((self.occs > thre) | ~seen).view_as(self.binaries))
 
     def _cells_to_update(self, warmup: bool) -> Tensor:
         """Flat cell ids: nerfacc's choice (every cell in warmup, then a random quarter plus as many occupied
@@ -133,46 +197,53 @@ class TorchOccGrid(nn.Module):
             if warmup:
                 return uniform
             n_occupied = self.cells_per_update - n_sweep
-        occupied = torch.nonzero(self.binaries.flatten())[:, 0]
+        occupied = torch.nonzero(self.binaries.flatten())[:, 0]  # once per grid update, not per march
         if occupied.numel() > n_occupied:
             occupied = occupied[torch.randint(occupied.numel(), (n_occupied,), device=device)]
         return torch.cat([uniform, occupied])
 
     def _random_points_in_cells(self, cells: Tensor) -> Tensor:  # (M,) flat ids -> (M, 3) world points
-        r = self.resolution
+        r = self.cells_per_axis
         level, rest = cells // r**3, cells % r**3
         ijk = torch.stack([rest // (r * r), (rest // r) % r, rest % r], dim=-1).float()  # (M, 3)
-        unit = (ijk + torch.rand_like(ijk)) / r * 2 - 1  # (M, 3) in [-1, 1] of the level's box
-        return self.center + unit * self.half_extent * (2.0 ** level[:, None].float())
+        box = self.aabbs[level]  # (M, 6)
+        return box[:, :3] + (ijk + torch.rand_like(ijk)) / r * (box[:, 3:] - box[:, :3])
 
-    # -- ray marching -----------------------------------------------------------------------------------
+    # -- what the march derives from the grid, once per change -----------------------------------------
+
+    def _blocks_and_alpha_cap(self) -> tuple[Tensor, float]:
+        """(levels, B, B, B) coarse blocks holding an occupied cell or bordering one, and nerfacc's cap on the alpha
+        threshold (the mean occupancy of the evaluated cells). Recomputed only when the grid changed: once per grid
+        update in training, never per chunk of a rendered view."""
+        key = (self.binaries.data_ptr(), self.binaries._version, self.occs._version)
+        if self._derived is None or self._derived[0] != key:
+            blocks = F.max_pool3d(self.binaries[:, None].float(), self.block_cells, ceil_mode=True)  # (L, 1, B, B, B)
+            blocks = F.max_pool3d(blocks, kernel_size=3, stride=1, padding=1)[:, 0] > 0  # dilated by one block
+            seen = self.occs[self.occs >= 0]
+            cap = float(seen.mean()) if seen.numel() else math.inf  # one host sync per grid change
+            self._derived = (key, blocks, cap)
+        return self._derived[1], self._derived[2]
+
+    def _level_and_unit(self, points: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(N, 3) world points -> finest level containing each (N,), inside the grid (N,), coordinates in [0, 1)^3 of
+        that level's box (N, 3)."""
+        box = self.aabbs[0]
+        centre, half = (box[:3] + box[3:]) / 2, (box[3:] - box[:3]) / 2
+        unit = (points - centre) / half  # (N, 3), level 0 is [-1, 1]^3
+        extent = unit.abs().amax(dim=-1).clamp_min(1e-12)
+        level = torch.ceil(torch.log2(extent)).clamp_min(0).long()
+        inside = level < self.levels
+        level = level.clamp_max(self.levels - 1)
+        return level, inside, (unit / (2.0 ** level[:, None].to(unit.dtype)) + 1) / 2
 
     def occupied(self, points: Tensor) -> Tensor:
         """(N, 3) world points -> (N,) bool: inside the grid and in an occupied cell."""
-        unit = (points - self.center) / self.half_extent  # (N, 3), the ROI box is [-1, 1]^3
-        extent = unit.abs().amax(dim=-1).clamp_min(1e-12)
-        level = torch.ceil(torch.log2(extent)).clamp_min(0).long()  # finest level containing the point
-        inside = level < self.levels
-        level = level.clamp_max(self.levels - 1)
-        r = self.resolution
-        ijk = ((unit / (2.0 ** level[:, None].float()) + 1) / 2 * r).long().clamp(0, r - 1)  # (N, 3)
+        level, inside, unit = self._level_and_unit(points)
+        r = self.cells_per_axis
+        ijk = (unit * r).long().clamp(0, r - 1)  # (N, 3)
         return inside & self.binaries[level, ijk[:, 0], ijk[:, 1], ijk[:, 2]]
 
-    def occupied_box(self) -> Tensor:
-        """(2, 3) world-space bounds of all occupied cells (empty grid: a degenerate box at the centre)."""
-        boxes = []
-        r = self.resolution
-        for level in range(self.levels):
-            ijk = torch.nonzero(self.binaries[level]).float()  # (K, 3)
-            if ijk.numel():
-                scale = self.half_extent * 2.0**level
-                lo = self.center + (ijk.amin(0) / r * 2 - 1) * scale
-                hi = self.center + ((ijk.amax(0) + 1) / r * 2 - 1) * scale
-                boxes.append(torch.stack([lo, hi]))
-        if not boxes:
-            return self.center.expand(2, 3).clone()
-        boxes = torch.stack(boxes)  # (B, 2, 3)
-        return torch.stack([boxes[:, 0].amin(0), boxes[:, 1].amax(0)])
+    # -- ray marching -----------------------------------------------------------------------------------
 
     @torch.no_grad()
     def sampling(
@@ -193,13 +264,12 @@ class TorchOccGrid(nn.Module):
     ) -> tuple[Tensor, Tensor, Tensor]:
         """March rays (R, 3) through occupied cells; returns packed (ray_indices, t_starts, t_ends), each (N,).
 
-        Steps are ``render_step_size`` long, growing as ``t * cone_angle`` once that is larger (as nerfacc);
-        samples are ordered by ray, then by distance.
+        The steps are those of a march from the ray's entry into the grid (or the near plane): ``render_step_size``
+        long, growing as ``t * cone_angle`` once that is larger (as nerfacc), each kept if its midpoint is in an
+        occupied cell and it ends before the ray leaves the grid (or the far plane). Ordered by ray, then distance.
         """
         n_rays = rays_o.shape[0]
-        scale = 2.0 ** (self.levels - 1)
-        roi = torch.stack([self.center - self.half_extent * scale, self.center + self.half_extent * scale])
-        t_start, t_stop = _ray_box_interval(rays_o, rays_d, roi)  # (R,), (R,): the whole grid
+        t_start, t_stop = _ray_box_interval(rays_o, rays_d, self.aabbs[-1].view(2, 3))  # (R,), (R,): the whole grid
         t_start, t_stop = t_start.clamp_min(near_plane), t_stop.clamp_max(far_plane)
         if t_min is not None:
             t_start = torch.maximum(t_start, t_min)
@@ -207,24 +277,51 @@ class TorchOccGrid(nn.Module):
             t_stop = torch.minimum(t_stop, t_max)
         if stratified:
             t_start = t_start + torch.rand_like(t_start) * render_step_size
-        # Steps are laid out from t_start as if marching the whole grid, but only those overlapping the
-        # occupied cells' bounding box are generated: the same samples as a dense march, without the cost.
-        t_lo, t_hi = _ray_box_interval(rays_o, rays_d, self.occupied_box())
-        t_lo, t_hi = torch.maximum(t_lo, t_start), torch.minimum(t_hi, t_stop)
-        ray_indices, t_starts, t_ends = _march(t_start, t_lo, t_hi, t_stop, render_step_size, cone_angle)
+        blocks, alpha_cap = self._blocks_and_alpha_cap()
+        march = _Marcher(t_start, t_stop, render_step_size, cone_angle)
+        owner, lo, hi = self._occupied_block_spans(rays_o, rays_d, t_start, t_stop, blocks)  # (S,) each
+        ray_indices, t_starts, t_ends = march.steps_with_midpoints_in(owner, lo, hi)
         mids = (t_starts + t_ends)[:, None] / 2
         keep = self.occupied(rays_o[ray_indices] + rays_d[ray_indices] * mids)
         ray_indices, t_starts, t_ends = ray_indices[keep], t_starts[keep], t_ends[keep]
 
         if sigma_fn is not None and (alpha_thre > 0 or early_stop_eps > 0) and ray_indices.numel():
-            seen = self.occs[self.occs >= 0]
-            alpha_thre = min(alpha_thre, seen.mean().item()) if seen.numel() else alpha_thre
+            alpha_thre = min(alpha_thre, alpha_cap)
             chunks = zip(t_starts.split(chunk), t_ends.split(chunk), ray_indices.split(chunk), strict=True)
             sigmas = torch.cat([sigma_fn(*args) for args in chunks])  # (N,), in bounded memory
             _, transmittance, alphas = render_weight_from_density(t_starts, t_ends, sigmas, ray_indices, n_rays)
             keep = (alphas >= alpha_thre) & (transmittance >= early_stop_eps)
             ray_indices, t_starts, t_ends = ray_indices[keep], t_starts[keep], t_ends[keep]
         return ray_indices, t_starts, t_ends
+
+    def _occupied_block_spans(
+        self, rays_o: Tensor, rays_d: Tensor, t_start: Tensor, t_stop: Tensor, blocks: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Distance spans (owner ray, lo, hi), each (S,), covering every part of each ray that crosses an occupied
+        block; ordered by ray then distance, disjoint, adjacent spans sharing their bound exactly.
+
+        Each level's stretch of a ray (its part inside level l's box but outside level l−1's) is cut into pieces of
+        at most half a block; a piece is kept when its midpoint is in a block that is occupied or borders one. A
+        point of the ray is within a quarter block of its piece's midpoint, so inside the same block or a
+        neighbour: every stretch crossing an occupied block is kept (blocks are dilated by one for this).
+        """
+        owner, lo, hi, level = _level_stretches(rays_o, rays_d, t_start, t_stop, self.aabbs)  # (Q,) each
+        extent = self.aabbs[:, 3:] - self.aabbs[:, :3]  # (levels, 3)
+        piece = (extent.amin(-1) / self.cells_per_axis * self.block_cells / 2)[level]  # (Q,) at most half a block
+        counts = torch.ceil((hi - lo) / piece).clamp_min(1).long()  # (Q,)
+        stretch = torch.repeat_interleave(torch.arange(owner.shape[0], device=owner.device), counts)  # (P,)
+        k = torch.arange(stretch.shape[0], device=owner.device) - (torch.cumsum(counts, 0) - counts)[stretch]
+        width = ((hi - lo) / counts)[stretch]
+        p_lo = lo[stretch] + k * width  # (P,)
+        p_hi = torch.where(k + 1 == counts[stretch], hi[stretch], lo[stretch] + (k + 1) * width)
+        ray = owner[stretch]
+        mids = rays_o[ray] + rays_d[ray] * ((p_lo + p_hi) / 2)[:, None]  # (P, 3)
+        lvl = level[stretch]
+        box = self.aabbs[lvl]  # (P, 6)
+        r = self.cells_per_axis
+        ijk = ((mids - box[:, :3]) / (box[:, 3:] - box[:, :3]) * r).long().clamp(0, r - 1) // self.block_cells
+        keep = blocks[lvl, ijk[:, 0], ijk[:, 1], ijk[:, 2]]
+        return ray[keep], p_lo[keep], p_hi[keep]
 
 
 def _ray_box_interval(rays_o: Tensor, rays_d: Tensor, box: Tensor) -> tuple[Tensor, Tensor]:
@@ -234,39 +331,105 @@ def _ray_box_interval(rays_o: Tensor, rays_d: Tensor, box: Tensor) -> tuple[Tens
     return torch.minimum(t_lo, t_hi).amax(dim=-1), torch.maximum(t_lo, t_hi).amin(dim=-1)
 
 
-def _march(
-    t_start: Tensor, t_lo: Tensor, t_hi: Tensor, t_stop: Tensor, step: float, cone_angle: float
-) -> tuple[Tensor, Tensor, Tensor]:
-    """The steps of a march from ``t_start`` (R,) that overlap ``[t_lo, t_hi]``, ends clipped at ``t_stop``.
+def _level_stretches(
+    rays_o: Tensor, rays_d: Tensor, t_start: Tensor, t_stop: Tensor, aabbs: Tensor
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Where each ray is in which level: non-empty spans (ray, lo, hi, level), each (Q,), ordered by ray then distance.
 
-    Steps are ``step`` long until ``t = step / cone_angle``, then grow geometrically (``dt = t * cone_angle``),
-    as nerfacc's marcher. Step k has a closed form, so the overlapping range is found without marching.
-    Returns packed (ray_indices, t_starts, t_ends), each (N,), ordered by ray then distance.
+    Level boxes are nested, so a ray meets level l (inside its box, outside level l−1's) in at most two stretches,
+    before and after level l−1's box. Adjacent stretches share their bound exactly.
     """
-    growth = math.log1p(cone_angle)  # 0 without a cone: no geometric part
-    t_switch = step / cone_angle if cone_angle > 0 else math.inf
-    n_linear = torch.ceil((t_start.clamp_min(t_switch) - t_start) / step)  # (R,) inf without a cone
-    t_geo = t_start + n_linear * step  # (R,) where the geometric part starts
+    levels = aabbs.shape[0]
+    entry, exit_ = zip(*(_ray_box_interval(rays_o, rays_d, box.view(2, 3)) for box in aabbs), strict=True)
+    entry = torch.stack(entry, 1).clamp(t_start[:, None], t_stop[:, None])  # (R, levels)
+    exit_ = torch.stack(exit_, 1).clamp(t_start[:, None], t_stop[:, None])
+    exit_ = torch.maximum(exit_, entry)  # missed boxes: empty spans
+    # ordered along the ray: level L-1 before L-2 ... before level 0, then level 1 ... level L-1 again
+    before = (entry[:, 1:], torch.minimum(entry[:, :-1], exit_[:, 1:]))  # level l ≥ 1 before level l−1's box
+    after = (torch.maximum(exit_[:, :-1], entry[:, 1:]), exit_[:, 1:])  # level l ≥ 1 after it
+    spans_lo = torch.cat([before[0].flip(1), entry[:, :1], after[0]], dim=1)  # (R, 2 * levels - 1)
+    spans_hi = torch.cat([before[1].flip(1), exit_[:, :1], after[1]], dim=1)
+    span_level = torch.cat(
+        [torch.arange(levels - 1, 0, -1), torch.zeros(1, dtype=torch.long), torch.arange(1, levels)]
+    ).to(rays_o.device)  # (2 * levels - 1,)
+    keep = spans_hi > spans_lo  # (R, 2L-1)
+    ray, which = torch.nonzero(keep, as_tuple=True)
+    return ray, spans_lo[keep], spans_hi[keep], span_level[which]
 
-    def index_of(t: Tensor) -> Tensor:  # (R,) number of the step containing t
-        linear = torch.floor((t - t_start) / step)
-        if cone_angle == 0:
-            return linear
-        geometric = n_linear + torch.floor(torch.log(t.clamp_min(1e-12) / t_geo.clamp_min(1e-12)) / growth)
-        return torch.where(t < t_geo, linear, geometric)
 
-    first = index_of(t_lo).clamp_min(0)
-    counts = torch.where(t_hi > t_lo, index_of(t_hi) - first + 1, torch.zeros_like(first)).long()  # (R,)
-    ray_indices = torch.repeat_interleave(torch.arange(t_start.shape[0], device=t_start.device), counts)  # (N,)
-    offset = (torch.cumsum(counts, 0) - counts)[ray_indices]
-    k = first[ray_indices] + (torch.arange(ray_indices.shape[0], device=t_start.device) - offset).float()  # (N,)
-    n_lin = n_linear[ray_indices]
-    linear = k < n_lin
-    t_starts = torch.where(
-        linear, t_start[ray_indices] + k * step, t_geo[ray_indices] * torch.exp((k - n_lin).clamp_min(0) * growth)
-    )
-    t_ends = torch.where(linear, t_starts + step, t_starts * (1 + cone_angle))
-    return ray_indices, t_starts, torch.minimum(t_ends, t_stop[ray_indices])
+class _Marcher:
+    """The steps of a march from ``t_start`` (R,): ``step`` long until ``t = step / cone_angle``, then growing
+    geometrically (``dt = t * cone_angle``), as nerfacc's marcher. Step k has a closed form, so the steps within
+    any span are found without marching; only steps that end before ``t_stop`` exist."""
+
+    def __init__(self, t_start: Tensor, t_stop: Tensor, step: float, cone_angle: float) -> None:
+        self.t_start, self.t_stop, self.step, self.cone = t_start, t_stop, step, cone_angle
+        self.growth = math.log1p(cone_angle)  # 0 without a cone: no geometric part
+        t_switch = step / cone_angle if cone_angle > 0 else math.inf
+        self.n_linear = torch.ceil((t_start.clamp_min(t_switch) - t_start) / step)  # (R,) inf without a cone
+        self.t_geo = t_start + self.n_linear * step  # (R,) where the geometric part starts
+        self.count = self.first_with_midpoint_after(t_stop, torch.arange(t_start.shape[0], device=t_start.device))
+        self.count = self._ends_before_stop(self.count)
+
+    def start_of(self, k: Tensor, ray: Tensor) -> Tensor:
+        linear = k < self.n_linear[ray]
+        geometric = self.t_geo[ray] * torch.exp((k - self.n_linear[ray]).clamp_min(0) * self.growth)
+        return torch.where(linear, self.t_start[ray] + k * self.step, geometric)
+
+    def end_of(self, k: Tensor, ray: Tensor) -> Tensor:
+        start = self.start_of(k, ray)
+        return torch.where(k < self.n_linear[ray], start + self.step, start * (1 + self.cone))
+
+    def first_with_midpoint_after(self, t: Tensor, ray: Tensor) -> Tensor:
+        """(S,) number of the first step of ``ray`` whose midpoint is at or after ``t`` (as floats, exact at ties)."""
+        n_lin = self.n_linear[ray]
+        k = torch.ceil((t - self.t_start[ray]) / self.step - 0.5).clamp_min(0)
+        if self.cone > 0:
+            mid_factor = 1 + self.cone / 2
+            geo = n_lin + torch.ceil(torch.log(t.clamp_min(1e-12) / (self.t_geo[ray] * mid_factor)) / self.growth)
+            k = torch.where(k < n_lin, k, geo.clamp_min(n_lin))
+        # the closed forms can be one off at a tie: settle it on the midpoints themselves
+        mid = (self.start_of(k, ray) + self.end_of(k, ray)) / 2
+        k = torch.where(mid < t, k + 1, k)
+        previous = (k - 1).clamp_min(0)
+        mid_prev = (self.start_of(previous, ray) + self.end_of(previous, ray)) / 2
+        return torch.where((k > 0) & (mid_prev >= t), previous, k)
+
+    def _ends_before_stop(self, count: Tensor) -> Tensor:
+        """Drop the last step of each ray when it would end after ``t_stop`` (only full steps exist)."""
+        rays = torch.arange(count.shape[0], device=count.device)
+        last = (count - 1).clamp_min(0)
+        over = (count > 0) & (self.end_of(last, rays) > self.t_stop)
+        return torch.where(over, count - 1, count)
+
+    def steps_with_midpoints_in(self, owner: Tensor, lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Packed (ray_indices, t_starts, t_ends), each (N,), of the steps whose midpoints lie in the spans
+        ``[lo, hi)`` of ``owner`` rays (spans disjoint and ordered by ray then distance)."""
+        first = self.first_with_midpoint_after(lo, owner)
+        last = torch.minimum(self.first_with_midpoint_after(hi, owner), self.count[owner])
+        counts = (last - first).clamp_min(0).long()  # (S,)
+        span = torch.repeat_interleave(torch.arange(owner.shape[0], device=owner.device), counts)  # (N,)
+        offset = (torch.cumsum(counts, 0) - counts)[span]
+        k = first[span] + (torch.arange(span.shape[0], device=owner.device) - offset).to(first.dtype)  # (N,)
+        ray = owner[span]
+        return ray, self.start_of(k, ray), self.end_of(k, ray)
+
+
+class NerfaccOccGrid(GridGeometry, nerfacc.OccGridEstimator):
+    """nerfacc's CUDA estimator, loading checkpoints of the torch grid too (same cells)."""
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        adapt_grid_state(state_dict, prefix, self)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+def make_occupancy_grid(
+    backend: str, roi_aabb: Tensor, resolution: int, levels: int, cells_per_update: int | None = None
+) -> TorchOccGrid | NerfaccOccGrid:
+    """The occupancy grid of a resolved backend (:func:`frinr_nerfstudio.backends.occupancy_grid`)."""
+    if backend == "nerfacc":
+        return NerfaccOccGrid(roi_aabb=roi_aabb, resolution=resolution, levels=levels)
+    return TorchOccGrid(roi_aabb, resolution=resolution, levels=levels, cells_per_update=cells_per_update)
 
 
 class OccupancySampler(VolumetricSampler):

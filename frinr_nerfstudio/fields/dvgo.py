@@ -19,6 +19,8 @@ its voxels and the coarse-to-fine tight box are then in that space; densities st
 
 Grids change shape during training (coarse → fine, then progressive upscaling), so a grid's
 ``load_state_dict`` takes the saved shape: a checkpoint from any stage loads into a freshly built model.
+The stage and the voxel size are also kept as Python values, refreshed whenever they change, so that no forward
+reads a buffer back to the host (a sync per call on CUDA).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from frinr_core.mlp import FourierConfig
 from frinr_nerfstudio.heads import HeadConfig
 
 Resolution = tuple[int, int, int]
+CHUNK = 1 << 18  # points per density query when scanning whole grids
 
 
 def dvgo_fourier() -> FourierConfig:
@@ -151,6 +154,14 @@ class DVGOField(Field):
         self.rgbnet = config.rgbnet.build(config.k0_channels + view_features, 3)
         nn.init.zeros_(self.rgbnet[-1].bias)  # as DVGO: the MLP starts unbiased
         self.density_head = config.density_head.build(config.density_features, 1) if config.density_decoder else None
+        self._sync_stage()
+        self.register_load_state_dict_post_hook(lambda module, _: module._sync_stage())
+
+    def _sync_stage(self) -> None:
+        """Host copies of the stage and the voxel size, read by every forward; refreshed when they change."""
+        self.is_fine = bool(self.fine)
+        extent = self.aabb[1] - self.aabb[0]
+        self._voxel_size = float((extent.prod() / math.prod(self.density.resolution)) ** (1 / 3)) * self.world_scale
 
     # -- stages ----------------------------------------------------------------------------------------
 
@@ -166,18 +177,33 @@ class DVGOField(Field):
         decoded = fine and self.density_head is not None
         self.density.reset(self.config.density_features if decoded else 1, resolution)
         self.k0.reset(self.config.k0_channels if fine else 3, resolution)
+        self._sync_stage()
 
     @torch.no_grad()
-    def upscale(self, voxels: int) -> None:
-        """Resample both grids to ``voxels`` voxels over the same box (DVGO's progressive scaling)."""
+    def upscale(self, voxels: int, shift: float) -> None:
+        """Resample both grids to ``voxels`` voxels over the same box and lower the density bias by ``shift`` (DVGO's
+        progressive scaling: resampling keeps the function, the shift thins what is not yet solid)."""
         resolution = grid_resolution(self.aabb, voxels)
         self.density.resize(resolution)
         self.k0.resize(resolution)
+        self.act_shift -= shift
+        self._sync_stage()
 
     def voxel_size(self) -> float:
         """Side of the current grid's voxels in world units (inside the scene box, when contracted)."""
-        extent = self.aabb[1] - self.aabb[0]
-        return float((extent.prod() / math.prod(self.density.resolution)) ** (1 / 3)) * self.world_scale
+        return self._voxel_size
+
+    @torch.no_grad()
+    def node_positions(self) -> Tensor:
+        """(X*Y*Z, 3) grid-space positions of the density grid's nodes, x slowest."""
+        lo, hi = self.aabb
+        axes = [torch.linspace(lo[i], hi[i], n, device=lo.device) for i, n in enumerate(self.density.resolution)]
+        return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, 3)
+
+    @torch.no_grad()
+    def node_alphas(self) -> Tensor:
+        """(X, Y, Z) opacity of one voxel at each node of the density grid."""
+        return self.alpha_at(self.node_positions(), in_grid_space=True).view(self.density.resolution)
 
     # -- queries ---------------------------------------------------------------------------------------
 
@@ -200,13 +226,16 @@ class DVGOField(Field):
         """(N, 3) world (or grid-space) positions -> density (N, 1): post-activated trilinear raw density."""
         unit = self.unit_of_grid_space(positions) if in_grid_space else self.unit(positions)
         raw = self.density(unit)  # (N, 1) or (N, density_features)
-        if self.density_head is not None and self.fine:
+        if self.density_head is not None and self.is_fine:
             raw = self.density_head(raw)
         return F.softplus(raw + self.act_shift) / self.voxel_size_base
 
+    @torch.no_grad()
     def alpha_at(self, positions: Tensor, *, in_grid_space: bool = False) -> Tensor:
-        """(N, 3) -> opacity (N, 1) of one current voxel length, DVGO's measure for bounding boxes and masks."""
-        return 1 - torch.exp(-self.density_at(positions, in_grid_space=in_grid_space) * self.voxel_size())
+        """(N, 3) -> opacity (N,) of one current voxel length, DVGO's measure for bounding boxes and masks; chunked,
+        so whole grids of points are scanned in bounded memory."""
+        densities = [self.density_at(p, in_grid_space=in_grid_space)[:, 0] for p in positions.split(CHUNK)]
+        return 1 - torch.exp(-torch.cat(densities) * self.voxel_size())
 
     def density_fn(self, positions: Tensor, times: Tensor | None = None) -> Tensor:
         """Density (..., 1) at world positions (..., 3), for the sampler and the occupancy masks."""
@@ -223,7 +252,7 @@ class DVGOField(Field):
     def get_outputs(self, ray_samples: RaySamples, density_embedding: Tensor | None = None) -> dict:
         positions = ray_samples.frustums.get_positions().reshape(-1, 3)  # (N, 3)
         features = self.k0(self.unit(positions))  # (N, 3) coarse, (N, k0_channels) fine
-        if not self.fine:
+        if not self.is_fine:
             rgb = features.sigmoid()
         else:
             directions = ray_samples.frustums.directions.reshape(-1, 3)

@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-import torch
 from nerfstudio.cameras.rays import RaySamples
 from nerfstudio.configs.base_config import InstantiateConfig
 from nerfstudio.field_components.activations import trunc_exp
@@ -19,16 +18,10 @@ from nerfstudio.field_components.encodings import SHEncoding
 from nerfstudio.field_components.field_heads import FieldHeadNames
 from nerfstudio.field_components.spatial_distortions import SceneContraction
 from nerfstudio.fields.base_field import Field
-from nerfstudio.utils.external import TCNN_EXISTS
 from torch import Tensor
 
 from frinr_nerfstudio.field_components.hash_encoding import CPUHashEncoding
 from frinr_nerfstudio.heads import ColourHead, DensityHead, HeadConfig
-
-
-def default_implementation() -> Literal["tcnn", "torch"]:
-    """tiny-cuda-nn when it imported (nerfstudio tries at import time) and a GPU can run it, else torch."""
-    return "tcnn" if TCNN_EXISTS and torch.cuda.is_available() else "torch"
 
 
 @dataclass
@@ -53,7 +46,8 @@ class NGPFieldConfig(InstantiateConfig):
     density_head: HeadConfig = field(default_factory=lambda: HeadConfig(hidden_layers=0, fr=True, fr_layers=(0,)))
     colour_head: HeadConfig = field(default_factory=lambda: HeadConfig(hidden_layers=1, fr=True))
     implementation: Literal["auto", "tcnn", "torch"] = "auto"
-    """Hash and SH encodings: tcnn needs tinycudann and CUDA; auto picks it when both are there."""
+    """Hash and SH encodings: tcnn needs tinycudann and the model on CUDA; auto picks it when both are there (resolved
+    by the model config's ``settle``, see :mod:`frinr_nerfstudio.backends`)."""
 
 
 class NGPField(Field):
@@ -63,7 +57,7 @@ class NGPField(Field):
         super().__init__()
         self.config = config
         self.register_buffer("aabb", aabb.clone())  # (2, 3)
-        impl = default_implementation() if config.implementation == "auto" else config.implementation
+        impl = "torch" if config.implementation == "auto" else config.implementation  # auto: never settled, torch
         self.contraction = SceneContraction(order=float("inf")) if contract else None
         self.encoding = CPUHashEncoding(
             num_levels=config.num_levels, min_res=config.base_res, max_res=config.max_res,

@@ -14,11 +14,13 @@ the colour of samples whose weight is negligible (:meth:`colour_threshold`), whi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import nerfacc
 import torch
 from nerfstudio.cameras.rays import RayBundle, RaySamples
+from nerfstudio.data.dataparsers.base_dataparser import DataParserConfig
+from nerfstudio.data.dataparsers.blender_dataparser import BlenderDataParserConfig
 from nerfstudio.field_components.field_heads import FieldHeadNames
 from nerfstudio.model_components.losses import MSELoss
 from nerfstudio.model_components.renderers import AccumulationRenderer, DepthRenderer, RGBRenderer
@@ -29,7 +31,15 @@ from torchmetrics.functional.image import peak_signal_noise_ratio
 
 from frinr_core import metrics
 from frinr_core.errors import InputError
-from frinr_nerfstudio.samplers import OccupancySampler, render_weight_from_density
+from frinr_nerfstudio import backends
+from frinr_nerfstudio.samplers import (
+    NerfaccOccGrid,
+    OccupancySampler,
+    TorchOccGrid,
+    adapt_grid_state,
+    make_occupancy_grid,
+    render_weight_from_density,
+)
 
 
 @dataclass
@@ -51,6 +61,32 @@ class OccupancyModelConfig(ModelConfig):
     background_color: Literal["random", "black", "white"] = "white"
     """White matches blender-data, which composites its RGBA images on white; the occupancy grid can
     then keep empty space empty. 'random' needs RGBA ground truth (e.g. blender-data --alpha-color None)."""
+    occupancy_backend: Literal["auto", "nerfacc", "torch"] = "auto"
+    """nerfacc's CUDA estimator, the pure-torch one, or auto: nerfacc when the model is on CUDA and nerfacc's kernels
+    load. Resolved when the run's config is saved, so a run loads with the grid it was trained with (a nerfacc grid
+    becomes a torch grid, same cells, where nerfacc cannot run)."""
+
+    SETTLED: ClassVar[tuple[str, ...]] = ("contraction", "occupancy_backend")
+    """Settings that ``settle`` turns from auto (or None) into what they mean for a scene and device."""
+
+    def adopt(self, recorded: OccupancyModelConfig) -> None:
+        """Take the settled values of a recorded run for what is still unsettled here, in place: resuming a run
+        (``--load-dir``) on another machine rebuilds the modules its checkpoint holds."""
+        for path in self.SETTLED:
+            *parents, name = path.split(".")
+            mine, theirs = self, recorded
+            for parent in parents:
+                mine, theirs = getattr(mine, parent), getattr(theirs, parent)
+            if getattr(mine, name) in ("auto", None):
+                setattr(mine, name, getattr(theirs, name))
+
+    def settle(self, dataparser: DataParserConfig | None, device: str | torch.device) -> None:
+        """Replace every ``auto`` by what it means for this scene and device, in place. Called when a run's config is
+        saved (so config.yml records it and every later load rebuilds the same modules) and when a pipeline is
+        built; explicit settings stay (they may be a recorded run's)."""
+        if self.contraction == "auto" and dataparser is not None:
+            self.contraction = "off" if isinstance(dataparser, BlenderDataParserConfig) else "on"
+        self.occupancy_backend = backends.occupancy_grid(self.occupancy_backend, device)
 
 
 class OccupancyModel(Model):
@@ -67,11 +103,27 @@ class OccupancyModel(Model):
         self.renderer_depth = DepthRenderer(method="expected")
         self.rgb_loss = MSELoss()
 
+    def make_occupancy_grid(self, roi_aabb: torch.Tensor, resolution: int, levels: int, **kwargs) -> None:
+        """``self.occupancy_grid`` and ``self.sampler`` on the backend ``settle`` chose for the model's device."""
+        device = self.kwargs.get("device", "cpu")  # where nerfstudio's pipeline puts the model
+        backend = backends.occupancy_grid(self.config.occupancy_backend, device)
+        self.occupancy_grid: TorchOccGrid | NerfaccOccGrid = make_occupancy_grid(
+            backend, roi_aabb, resolution, levels, **kwargs
+        )
+        self.use_nerfacc = backend == "nerfacc"
+        self.sampler = OccupancySampler(occupancy_grid=self.occupancy_grid, density_fn=self.field.density_fn)
+
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         """Always strict. nerfstudio's pipeline retries a failed load with ``strict=False``, which would leave the
-        layers a checkpoint lacks (e.g. FR layers of a run trained with other head settings) at their random init."""
+        layers a checkpoint lacks (e.g. FR layers of a run trained with other head settings) at their random init.
+        The occupancy grid of either backend loads into the other (same cells)."""
+        state_dict = dict(state_dict)
+        adapt_grid_state(state_dict, "occupancy_grid.", self.occupancy_grid)
         expected = self.state_dict().keys()
         missing, unexpected = sorted(expected - state_dict.keys()), sorted(state_dict.keys() - expected)
+        hint = self.checkpoint_mismatch(missing, unexpected) if missing or unexpected else None
+        if hint:
+            raise InputError(hint)
         if missing or unexpected:
             raise InputError(
                 f"checkpoint does not fit this {type(self).__name__} (trained with other settings, e.g. which layers "
@@ -80,14 +132,14 @@ class OccupancyModel(Model):
             )
         return super().load_state_dict(state_dict, strict=True, assign=assign)
 
+    def checkpoint_mismatch(self, missing: list[str], unexpected: list[str]) -> str | None:
+        """What a checkpoint whose keys do not fit means, when a subclass can tell (e.g. another backend)."""
+        return None
+
     @property
     def contracted(self) -> bool:
         """Whether the field contracts space beyond the scene box (and the occupancy grid has several levels)."""
         return self.field.contraction is not None
-
-    def make_sampler(self) -> OccupancySampler:
-        """The sampler marching through ``self.occupancy_grid``, skipping occluded samples with the field's density."""
-        return OccupancySampler(occupancy_grid=self.occupancy_grid, density_fn=self.field.density_fn)
 
     def render_step_size(self) -> float:
         """Length of a marching step in world units."""
@@ -137,11 +189,12 @@ class OccupancyModel(Model):
             weights=weights, ray_samples=ray_samples, ray_indices=ray_indices, num_rays=num_rays
         )
         accumulation = self.renderer_accumulation(weights=weights, ray_indices=ray_indices, num_rays=num_rays)
+        samples_per_ray = torch.zeros(num_rays, dtype=torch.long, device=ray_indices.device)
         outputs = {
             "rgb": rgb,
             "accumulation": accumulation,
             "depth": depth,
-            "num_samples_per_ray": torch.bincount(ray_indices, minlength=num_rays),
+            "num_samples_per_ray": samples_per_ray.index_add_(0, ray_indices, torch.ones_like(ray_indices)),
         }
         if self.training:  # per-sample terms for losses on individual samples (e.g. DVGO's per-point RGB loss)
             outputs |= {"sample_rgb": rgb_samples, "sample_weights": coloured_weights, "sample_rays": coloured_rays}

@@ -35,11 +35,8 @@ from nerfstudio.utils.rich_utils import CONSOLE
 from torch import Tensor
 
 from frinr_core.errors import InputError
-from frinr_nerfstudio.fields.dvgo import DVGOField, DVGOFieldConfig
+from frinr_nerfstudio.fields.dvgo import CHUNK, DVGOField, DVGOFieldConfig
 from frinr_nerfstudio.models.base import OccupancyModel, OccupancyModelConfig
-from frinr_nerfstudio.samplers import TorchOccGrid
-
-CHUNK = 1 << 18  # points per density query when scanning whole grids
 
 
 @dataclass
@@ -134,6 +131,7 @@ class DVGOModel(OccupancyModel):
         if dist.is_initialized() and dist.get_world_size() > 1:
             raise InputError("frinr-dvgo trains on one device: its grids change shape, which DDP cannot follow")
         box = self.scene_box.aabb.float()  # (2, 3)
+        self.config.settle(None, self.kwargs.get("device", "cpu"))  # a no-op for a pipeline's (settled) config
         self.field = self.config.field.setup(scene_aabb=box, contract=self.config.contraction == "on")
         coarse = self.config.coarse
         self.field.start_stage(
@@ -141,13 +139,12 @@ class DVGOModel(OccupancyModel):
             alpha_init=coarse.alpha_init,
         )  # fmt: skip
         levels = self.config.contraction_levels if self.contracted else 1
-        self.occupancy_grid = TorchOccGrid(box.flatten(), resolution=self.config.mask_resolution, levels=levels)
-        self.sampler = self.make_sampler()
+        self.make_occupancy_grid(box.flatten(), self.config.mask_resolution, levels)
 
     # -- what the shared pipeline asks ---------------------------------------------------------------
 
     def stage(self) -> DVGOStageConfig:
-        return self.config.fine if self.field.fine else self.config.coarse
+        return self.config.fine if self.field.is_fine else self.config.coarse
 
     def render_step_size(self) -> float:
         return self.config.stepsize * self.field.voxel_size()
@@ -212,8 +209,8 @@ class DVGOModel(OccupancyModel):
     @torch.no_grad()
     def start_fine(self) -> None:
         """Coarse → fine: tight box and empty-space mask from the coarse density, then fresh fine grids."""
-        coarse_alpha = self.grid_alpha()  # (X, Y, Z) coarse opacity at the grid nodes
-        nodes = self.grid_nodes()  # grid space
+        coarse_alpha = self.field.node_alphas()  # (X, Y, Z) coarse opacity at the grid nodes
+        nodes = self.field.node_positions()  # grid space
         active = nodes[coarse_alpha.flatten() > self.config.bbox_thres]
         if active.numel() == 0:
             CONSOLE.print("[yellow]DVGO: the coarse stage left no opaque voxel; the fine stage keeps the whole box")
@@ -228,69 +225,38 @@ class DVGOModel(OccupancyModel):
                 box = box.clamp(-2.0, 2.0)
         # DVGO's mask cache: coarse opacity max-pooled over one coarse voxel, looked up at the fine cells
         pooled = F.max_pool3d(coarse_alpha[None, None], kernel_size=3, stride=1, padding=1)  # (1, 1, X, Y, Z)
+        grid = self.occupancy_grid
         if not self.contracted:  # the mask moves onto the fine box; a contracted one keeps covering the world
-            self.place_mask(box)
-        points = torch.cat([self.field.grid_space(c) for c in self.cell_centres().split(CHUNK)])  # (M, 3)
+            grid.place(box)
+        points = torch.cat([self.field.grid_space(c) for c in grid.cell_centres().split(CHUNK)])  # (M, 3)
         cells = self.field.unit_of_grid_space(points).flip(-1).reshape(1, 1, 1, -1, 3)
         occs = F.grid_sample(pooled, cells, mode="nearest", align_corners=True).flatten()
         opaque = occs >= self.config.mask_cache_thres if active.numel() else torch.ones_like(occs, dtype=bool)
         in_box = ((points >= box[0]) & (points <= box[1])).all(-1)  # a contracted mask also covers the world outside
-        self.set_mask(occs, opaque & in_box)
+        grid.set_cells(occs, opaque & in_box)
 
         fine = self.config.fine
         voxels = self.fine_voxels(0)
         self.field.start_stage(box, fine=True, voxels=voxels, voxels_base=fine.voxels, alpha_init=fine.alpha_init)
         CONSOLE.print(
             f"DVGO: fine stage in box {box.tolist()}, grid {self.field.density.resolution}, "
-            f"{int(self.occupancy_grid.binaries.sum())} / {self.occupancy_grid.binaries.numel()} cells not known empty"
+            f"{int(grid.binaries.sum())} / {grid.binaries.numel()} cells not known empty"
         )
 
     @torch.no_grad()
     def upscale(self, index: int) -> None:
         """Upscale number ``index`` of the fine grids, then a mask refresh (DVGO's ``scale_volume_grid``)."""
-        self.field.upscale(self.fine_voxels(index + 1))
-        self.field.act_shift -= self.config.upscale_shift
+        self.field.upscale(self.fine_voxels(index + 1), shift=self.config.upscale_shift)
         self.refresh_mask()
 
     @torch.no_grad()
     def refresh_mask(self) -> None:
         """Drop cells whose max-pooled opacity fell below the fine ``fast_color_thres``; keep known-empty ones out."""
-        r, levels = self.config.mask_resolution, self.occupancy_grid.levels
-        alpha = self.alpha_at(self.cell_centres()).view(levels, 1, r, r, r)
-        occs = F.max_pool3d(alpha, kernel_size=3, stride=1, padding=1).flatten()  # pooled within each level
-        self.set_mask(occs, self.occupancy_grid.binaries.flatten() & (occs > self.config.fine.fast_color_thres))
-
-    # -- grids of points -----------------------------------------------------------------------------
-
-    def alpha_at(self, points: Tensor, in_grid_space: bool = False) -> Tensor:  # (M, 3) -> (M,), chunked
-        return torch.cat([self.field.alpha_at(p, in_grid_space=in_grid_space)[:, 0] for p in points.split(CHUNK)])
-
-    def grid_nodes(self) -> Tensor:
-        """(X*Y*Z, 3) grid-space positions of the field's grid nodes, x slowest."""
-        lo, hi = self.field.aabb
-        axes = [torch.linspace(lo[i], hi[i], n, device=lo.device) for i, n in enumerate(self.field.density.resolution)]
-        return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, 3)
-
-    def grid_alpha(self) -> Tensor:
-        """(X, Y, Z) opacity of one voxel at each grid node."""
-        return self.alpha_at(self.grid_nodes(), in_grid_space=True).view(self.field.density.resolution)
-
-    def cell_centres(self) -> Tensor:
-        """(L * R^3, 3) world centres of the occupancy cells, in the order of ``binaries.flatten()``."""
         grid = self.occupancy_grid
-        steps = (torch.arange(grid.resolution, device=grid.center.device) + 0.5) / grid.resolution * 2 - 1
-        unit = torch.stack(torch.meshgrid(steps, steps, steps, indexing="ij"), dim=-1).reshape(-1, 3)
-        return torch.cat([grid.center + unit * grid.half_extent * 2.0**level for level in range(grid.levels)])
-
-    def place_mask(self, box: Tensor) -> None:
-        """Move the occupancy grid onto ``box`` (2, 3)."""
-        self.occupancy_grid.center.copy_(box.mean(0))
-        self.occupancy_grid.half_extent.copy_((box[1] - box[0]) / 2)
-
-    def set_mask(self, occs: Tensor, binaries: Tensor) -> None:
-        """Cell opacities (R^3,) — their mean caps the sampler's alpha threshold, as nerfacc's — and the mask."""
-        self.occupancy_grid.occs.copy_(occs)
-        self.occupancy_grid.binaries.copy_(binaries.view_as(self.occupancy_grid.binaries))
+        r = grid.cells_per_axis
+        alpha = self.field.alpha_at(grid.cell_centres()).view(grid.levels, 1, r, r, r)
+        occs = F.max_pool3d(alpha, kernel_size=3, stride=1, padding=1).flatten()  # pooled within each level
+        grid.set_cells(occs, grid.binaries.flatten() & (occs > self.config.fine.fast_color_thres))
 
     # -- losses --------------------------------------------------------------------------------------
 

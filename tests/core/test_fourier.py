@@ -185,3 +185,75 @@ def test_bases_that_alias_to_zero_start_with_zero_coefficients(in_features: int,
     assert torch.all(layer.bases[identically_zero] == 0) and torch.all(layer.coeffs[:, identically_zero] == 0)
     assert layer.coeffs.abs().max() < 10  # the other columns keep their ±sqrt(6/M)/‖B_i‖ range
     torch.testing.assert_close(layer.weight, layer.coeffs.detach() @ layer.bases, rtol=1e-5, atol=1e-6)
+
+
+LOW_PRECISION = {"cpu": torch.bfloat16, "cuda": torch.float16}  # what autocast uses on each device
+LOW_TOLERANCE = {"rtol": 3e-2, "atol": 3e-2}  # bfloat16 keeps 8 bits of mantissa, float16 11
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"))]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_autocast_keeps_the_cached_weight_in_full_precision(device: str) -> None:
+    """Under autocast (bfloat16 on the CPU, float16 on CUDA) W is still computed and cached in the parameters' dtype,
+    so a call without autocast afterwards (viewer thread, occupancy refresh, evaluation) works and gives the
+    full-precision result."""
+    torch.manual_seed(5)
+    layer, x = FourierLinear(32, 16, low_freqs=4, high_freqs=4, phases=8).to(device), torch.randn(8, 32, device=device)
+    reference = layer(x).detach()
+    layer._cache = None  # the first product of this update happens under autocast
+    with torch.autocast(device, dtype=LOW_PRECISION[device]):
+        low = layer(x)
+    assert low.dtype == LOW_PRECISION[device] and layer.weight.dtype == torch.float32
+    torch.testing.assert_close(low.float(), reference, **LOW_TOLERANCE)
+    assert torch.equal(layer(x), reference)  # outside autocast: exactly the float32 layer
+    with torch.autocast(device, dtype=LOW_PRECISION[device]):
+        torch.testing.assert_close(layer(x).float(), reference, **LOW_TOLERANCE)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_autocast_gradients_match_full_precision_within_its_precision(device: str) -> None:
+    torch.manual_seed(6)
+    layer, x = FourierLinear(24, 8, low_freqs=3, high_freqs=3, phases=4).to(device), torch.randn(64, 24, device=device)
+    layer(x).pow(2).sum().backward()
+    full = (layer.coeffs.grad.clone(), layer.bias.grad.clone())
+    layer.zero_grad()
+    with torch.autocast(device, dtype=LOW_PRECISION[device]):
+        loss = layer(x).float().pow(2).sum()
+        loss.backward()  # a backward inside autocast, as an autocast user may write it
+    assert layer.coeffs.grad.dtype == layer.bias.grad.dtype == torch.float32
+    for got, want in zip((layer.coeffs.grad, layer.bias.grad), full, strict=True):
+        assert (got - want).norm() <= 2e-2 * want.norm()
+
+
+def test_another_thread_without_autocast_uses_the_weight_cached_under_autocast() -> None:
+    """Autocast is per thread: nerfstudio's viewer renders from its own thread while training runs under autocast."""
+    import threading
+
+    torch.manual_seed(7)
+    layer, x = FourierLinear(16, 4, low_freqs=2, high_freqs=2, phases=4), torch.randn(5, 16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        layer(x)
+    seen = {}
+    thread = threading.Thread(target=lambda: seen.update(out=layer(x), autocast=torch.is_autocast_enabled("cpu")))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        thread.start()
+        thread.join()
+    assert seen["autocast"] is False and seen["out"].dtype == torch.float32
+    torch.testing.assert_close(seen["out"], nn.functional.linear(x, layer.coeffs.detach() @ layer.bases, layer.bias))
+
+
+def test_fold_after_autocast_training_is_full_precision() -> None:
+    torch.manual_seed(8)
+    layer, x = FourierLinear(16, 4, low_freqs=2, high_freqs=2, phases=4), torch.randn(32, 16)
+    optimizer = torch.optim.Adam(layer.parameters(), lr=1e-2)
+    for _ in range(3):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = layer(x).float().pow(2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        layer(x)  # W of the final coefficients cached under autocast
+        folded = layer.fold()
+    assert folded.weight.dtype == torch.float32
+    torch.testing.assert_close(folded(x), layer(x), rtol=1e-5, atol=1e-6)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import shutil
@@ -10,6 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+from nerfstudio.data.dataparsers.blender_dataparser import BlenderDataParserConfig
+from nerfstudio.engine.callbacks import TrainingCallbackLocation
 
 from frinr_nerfstudio.scene import make_scene
 
@@ -39,6 +43,10 @@ def tiny_capture(tiny_scene: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     return where
 
 
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"))]
+"""Device-dependent tests run on each: ``make test`` on a GPU machine covers the CUDA path too."""
+
+
 # Sizes that make a CPU run take seconds: few steps, small batches, grids and hash tables.
 TINY_NGP = [
     "--max-num-iterations", "4", "--vis", "tensorboard", "--pipeline.target-num-samples", "4096",
@@ -61,3 +69,66 @@ def trained_ngp(tiny_scene: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     out = tmp_path_factory.mktemp("trained_ngp")
     ns("ns-train", "frinr-ngp", *TINY_NGP, "--output-dir", str(out), "blender-data", "--data", str(tiny_scene))
     return next(out.glob("*/frinr-ngp/*/config.yml"))
+
+
+# In-process trainers: nerfstudio's own Trainer on the tiny scene, sized to take seconds.
+
+
+def tiny_ngp_config(method: str, scene: Path, out: Path, steps: int):
+    """The method's own config on the tiny scene with the sizes of ``TINY_NGP``."""
+    from nerfstudio.configs.method_configs import all_methods
+
+    config = copy.deepcopy(all_methods[method])
+    config.set_timestamp()
+    config.output_dir, config.vis, config.max_num_iterations = out, "tensorboard", steps
+    config.pipeline.datamanager.dataparser = BlenderDataParserConfig(data=scene)
+    config.steps_per_eval_batch = config.steps_per_eval_image = config.steps_per_eval_all_images = 10**6
+    config.steps_per_save = 10**6
+    config.pipeline.target_num_samples, config.pipeline.max_num_samples_per_ray = 4096, 64
+    model = config.pipeline.model
+    model.render_step_size, model.grid_resolution, model.field.log2_hashmap_size = 0.05, 16, 12
+    return config
+
+
+def tiny_dvgo_config(method: str, scene: Path, out: Path, steps: int, **model: object):
+    """The method's own config on the tiny scene, with grids and batches small enough for a test."""
+    from nerfstudio.configs.method_configs import all_methods
+
+    config = copy.deepcopy(all_methods[method])
+    config.set_timestamp()
+    config.output_dir, config.vis, config.max_num_iterations = out, "tensorboard", steps
+    config.pipeline.datamanager.dataparser = BlenderDataParserConfig(data=scene)
+    config.pipeline.datamanager.train_num_rays_per_batch = 128
+    config.steps_per_eval_batch = config.steps_per_eval_image = config.steps_per_eval_all_images = 10**6
+    config.steps_per_save = 10**6
+    settings = {"coarse_steps": 4, "upscale_steps": (2, 4), "mask_resolution": 16, **model}
+    for name, value in settings.items():
+        setattr(config.pipeline.model, name, value)
+    config.pipeline.model.coarse.voxels = 16**3
+    config.pipeline.model.coarse.alpha_init = 9e-4  # a few steps push seen surfaces over bbox_thres (1e-3)
+    config.pipeline.model.fine.voxels = 20**3
+    return config
+
+
+def make_trainer(config):
+    trainer = config.setup(local_rank=0, world_size=1)
+    trainer.setup()
+    return trainer
+
+
+def run_steps(trainer, steps: range) -> None:
+    """The trainer's own loop body: callbacks before each iteration, then the iteration."""
+    for step in steps:
+        for callback in trainer.callbacks:
+            callback.run_callback_at_location(step, TrainingCallbackLocation.BEFORE_TRAIN_ITERATION)
+        trainer.train_iteration(step)
+
+
+def render_psnr(pipeline) -> float:
+    """PSNR of the first test view, rendered by the model in eval mode."""
+    pipeline.eval()
+    camera, batch = next(iter(pipeline.datamanager.fixed_indices_eval_dataloader))
+    with torch.no_grad():
+        outputs = pipeline.model.get_outputs_for_camera(camera)
+    pipeline.train()
+    return pipeline.model.get_image_metrics_and_images(outputs, batch)[0]["psnr"]

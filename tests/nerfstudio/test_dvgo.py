@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from nerfstudio.data.dataparsers.blender_dataparser import BlenderDataParserConfig
+from conftest import make_trainer, render_psnr, run_steps
+from conftest import tiny_dvgo_config as tiny_config
 from nerfstudio.data.dataparsers.instant_ngp_dataparser import InstantNGPDataParserConfig
 from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
 from nerfstudio.data.scene_box import SceneBox
@@ -20,50 +21,6 @@ from frinr_nerfstudio.fields.dvgo import grid_resolution
 from frinr_nerfstudio.models.dvgo import DVGOModelConfig
 
 METHODS = ("frinr-dvgo", "frinr-dvgo-baseline")
-
-
-def tiny_config(method: str, scene: Path, out: Path, steps: int, **model: object):
-    """The method's own config on the tiny scene, with grids and batches small enough for a test."""
-    from nerfstudio.configs.method_configs import all_methods
-
-    config = copy.deepcopy(all_methods[method])
-    config.set_timestamp()
-    config.output_dir, config.vis, config.max_num_iterations = out, "tensorboard", steps
-    config.pipeline.datamanager.dataparser = BlenderDataParserConfig(data=scene)
-    config.pipeline.datamanager.train_num_rays_per_batch = 128
-    config.steps_per_eval_batch = config.steps_per_eval_image = config.steps_per_eval_all_images = 10**6
-    config.steps_per_save = 10**6
-    settings = {"coarse_steps": 4, "upscale_steps": (2, 4), "mask_resolution": 16, **model}
-    for name, value in settings.items():
-        setattr(config.pipeline.model, name, value)
-    config.pipeline.model.coarse.voxels = 16**3
-    config.pipeline.model.coarse.alpha_init = 9e-4  # a few steps push seen surfaces over bbox_thres (1e-3)
-    config.pipeline.model.fine.voxels = 20**3
-    return config
-
-
-def make_trainer(config):
-    trainer = config.setup(local_rank=0, world_size=1)
-    trainer.setup()
-    return trainer
-
-
-def run_steps(trainer, steps: range) -> None:
-    """The trainer's own loop body: callbacks before each iteration, then the iteration."""
-    for step in steps:
-        for callback in trainer.callbacks:
-            callback.run_callback_at_location(step, TrainingCallbackLocation.BEFORE_TRAIN_ITERATION)
-        trainer.train_iteration(step)
-
-
-def render_psnr(pipeline) -> float:
-    """PSNR of the first test view, rendered by the model in eval mode."""
-    pipeline.eval()
-    camera, batch = next(iter(pipeline.datamanager.fixed_indices_eval_dataloader))
-    with torch.no_grad():
-        outputs = pipeline.model.get_outputs_for_camera(camera)
-    pipeline.train()
-    return pipeline.model.get_image_metrics_and_images(outputs, batch)[0]["psnr"]
 
 
 def test_methods_are_registered_and_differ_only_by_fr() -> None:
@@ -138,7 +95,7 @@ def test_contracted_space_keeps_geometry_beyond_the_scene_box() -> None:
     model.start_fine()
 
     assert model.field.aabb[1, 0] > 1.9 and model.field.aabb[0, 0] > 1.5  # the fine box hugs that far slab
-    torch.testing.assert_close(model.occupancy_grid.half_extent, torch.ones(3))  # the mask still spans the world
+    torch.testing.assert_close(model.occupancy_grid.aabbs[0], torch.tensor([-1.0] * 3 + [1.0] * 3))  # still the world
     # world x = 2 is contracted 1.47: next to the opaque nodes (the pooled coarse opacity is high) but outside the box
     points = torch.tensor([[3.75, 0.0, 0.0], [0.0, 0.0, 0.0], [-3.75, 0.0, 0.0], [2.0, 0.0, 0.0]])
     assert model.occupancy_grid.occupied(points).tolist() == [True, False, False, False]

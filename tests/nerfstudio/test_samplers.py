@@ -35,7 +35,7 @@ def rays_at_origin(n: int = 64, distance: float = 3.0) -> tuple[torch.Tensor, to
 
 
 def test_grid_marks_only_cells_near_the_ball(grid: TorchOccGrid) -> None:
-    r = grid.resolution
+    r = grid.cells_per_axis
     ijk = torch.stack(torch.meshgrid(*[torch.arange(r)] * 3, indexing="ij"), -1).reshape(-1, 3).float()
     for level in range(grid.levels):
         size = 2.0 * 2**level / r  # cell edge; level l covers [-2^l, 2^l]^3
@@ -117,3 +117,73 @@ def test_checkpoint_of_another_grid_shape_is_a_clear_error() -> None:
     four_levels = TorchOccGrid(box, resolution=8, levels=4).state_dict()
     with pytest.raises(InputError, match=r"occupancy grid is \(4, 8, 8, 8\).*this model's \(1, 8, 8, 8\)"):
         TorchOccGrid(box, resolution=8, levels=1).load_state_dict(four_levels)
+
+
+def reference_march(grid: TorchOccGrid, origin, direction, step: float, cone: float, near: float = 0.0):
+    """One ray, step by step as nerfacc's marcher (float64): every full step whose midpoint is in an occupied cell."""
+    box = grid.aabbs[-1].double().view(2, 3)
+    o, d = origin.double(), direction.double()
+    inv = 1 / torch.where(d.abs() < 1e-12, torch.full_like(d, 1e-12), d)
+    lo, hi = (box[0] - o) * inv, (box[1] - o) * inv
+    t, t_stop = max(float(torch.minimum(lo, hi).max()), near), float(torch.maximum(lo, hi).min())
+    samples = []
+    while t < t_stop:
+        dt = max(step, t * cone)
+        if t + dt > t_stop:
+            break
+        mid = o + d * (t + dt / 2)
+        samples.append((t, t + dt, bool(grid.occupied(mid.float()[None])[0])))
+        t += dt
+    return samples
+
+
+@pytest.mark.parametrize("cone_angle", [0.0, 0.02])
+def test_hierarchical_march_finds_every_step_a_plain_march_finds(grid: TorchOccGrid, cone_angle: float) -> None:
+    """Against a step-by-step march (float64): exactly the steps whose midpoints are in occupied cells are laid."""
+    origins, dirs = rays_at_origin(32)
+    ray_indices, starts, ends = grid.sampling(origins, dirs, render_step_size=STEP, cone_angle=cone_angle)
+    for ray in range(32):
+        mine = torch.stack([starts[ray_indices == ray], ends[ray_indices == ray]], dim=-1).double()
+        reference = reference_march(grid, origins[ray], dirs[ray], STEP, cone_angle)
+        wanted = torch.tensor([(s, e) for s, e, occupied in reference if occupied], dtype=torch.float64)
+        assert mine.shape == wanted.shape, f"ray {ray}: {len(mine)} steps laid, {len(wanted)} in occupied cells"
+        if len(wanted):
+            torch.testing.assert_close(mine, wanted, rtol=0, atol=1e-4)
+    assert ray_indices.numel() > 0
+
+
+def test_march_lays_steps_only_near_occupied_blocks(grid: TorchOccGrid, monkeypatch) -> None:
+    """The coarse pass skips empty blocks before any fine step is laid: far fewer candidates than a march of the box."""
+    from frinr_nerfstudio import samplers
+
+    laid = []
+    original = samplers._Marcher.steps_with_midpoints_in
+
+    def counting(self, *args):
+        result = original(self, *args)
+        laid.append(result[0].numel())
+        return result
+
+    monkeypatch.setattr(samplers._Marcher, "steps_with_midpoints_in", counting)
+    origins, dirs = rays_at_origin()
+    grid.sampling(origins, dirs, render_step_size=STEP)
+    full = copy.deepcopy(grid)
+    full.binaries.fill_(True)
+    full.sampling(origins, dirs, render_step_size=STEP)
+    assert laid[0] < laid[1] / 2  # a ball of radius 0.4 in a 2-level grid over [-2, 2]^3, blocks dilated by one
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_on_cuda_the_torch_grid_matches_the_cpu_and_nerfaccs_traversal(grid: TorchOccGrid) -> None:
+    from frinr_nerfstudio.samplers import NerfaccOccGrid
+
+    origins, dirs = rays_at_origin()
+    settings = {"render_step_size": STEP, "cone_angle": 0.004, "near_plane": 0.1}
+    on_cpu = grid.sampling(origins, dirs, **settings)
+    on_gpu = copy.deepcopy(grid).cuda().sampling(origins.cuda(), dirs.cuda(), **settings)
+    assert torch.equal(on_gpu[0].cpu(), on_cpu[0])
+    torch.testing.assert_close(on_gpu[1].cpu(), on_cpu[1])
+    nerfacc_grid = NerfaccOccGrid(roi_aabb=torch.tensor([-1.0, -1, -1, 1, 1, 1]), resolution=16, levels=2).cuda()
+    nerfacc_grid.load_state_dict(grid.state_dict())
+    by_nerfacc = nerfacc_grid.sampling(origins.cuda(), dirs.cuda(), **settings)[0]
+    assert abs(by_nerfacc.numel() - on_cpu[0].numel()) <= 0.1 * on_cpu[0].numel()  # steps start elsewhere, same cells

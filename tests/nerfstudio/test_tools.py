@@ -25,6 +25,7 @@ def test_compare_isolates_failures_writes_summaries_and_resumes(tiny_scene: Path
     row = rows["frinr-ngp"]  # a failure before it did not stop it
     assert row["status"] == "ok" and row["steps"] == 3 and 0 < row["psnr"] < 60 and row["params"] > 0
     assert row["train_rays_per_second"] > 0 and row["peak_memory_mb"] > 0 and Path(row["checkpoint"]).exists()
+    assert row["memory"] == "host (max RSS)"  # a CPU run: the process's resident memory
     saved = yaml.load(Path(row["config"]).read_text(), Loader=yaml.Loader)  # loadable outside the training process
     assert saved.method_name == "frinr-ngp" and saved._target.__module__ == "nerfstudio.engine.trainer"
     builtin = rows["nerfacto"]  # a built-in method: moved to the CPU, torch encodings, LPIPS n/a offline
