@@ -10,20 +10,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Annotated
 
 import numpy as np
 import torch
-import tyro
-from rich.console import Console
 from torch import Tensor
 
-from frinr_core import io
+from frinr_core import plots, runner
 from frinr_core.errors import InputError
 from frinr_core.mlp import FourierConfig, MLPConfig, build_mlp
 from frinr_core.ntk import eigenvalue_shares, empirical_ntk
-from frinr_core.plots import plt  # headless backend already selected there
-from frinr_core.train import Arm, TrainOptions, arms, count_parameters, fit, sweep
+from frinr_core.runner import Network, RunConfig, Trained, Training
+from frinr_core.train import Arm, TrainOptions, fit
 
 
 def _paper_network() -> MLPConfig:
@@ -35,7 +32,7 @@ def _paper_network() -> MLPConfig:
 
 
 @dataclass
-class Fit1dConfig:
+class Fit1dConfig(RunConfig):
     """Fit a 1D sum of sinusoids with a ReLU or SIREN network, with or without FR (--compare: both)."""
 
     freqs: tuple[float, ...] = (1.5, 2.5, 3.5, 4.5)
@@ -44,20 +41,11 @@ class Fit1dConfig:
     """Staircase the target as the official code does, y = 2·round(Σ/2), which adds harmonics."""
     samples: int = 300
     """Points in [-1, 1] (the training set and the FFT length)."""
-    out: Path = Path("outputs/fit1d")
-    """Directory for metrics.json, predictions (.npy) and plots."""
-    compare: bool = False
-    """Train the baseline and its FR twin on the same data, seed and steps."""
     ntk_steps: tuple[int, ...] | None = None
     """Steps at which to measure the empirical NTK spectrum (0 = initialisation); default 0, middle and last."""
-    network: Annotated[MLPConfig, tyro.conf.OmitArgPrefixes] = field(default_factory=_paper_network)
-    train: Annotated[TrainOptions, tyro.conf.OmitArgPrefixes] = field(
-        default_factory=lambda: TrainOptions(steps=2000, lr=1e-4)
-    )
-    preset: str | None = None
-    """Start from a preset in configs/ (see `frinr presets`); other flags override it."""
-    config: Path | None = None
-    """Start from a preset YAML file; other flags override it."""
+    out: Path = Path("outputs/fit1d")
+    network: Network = field(default_factory=_paper_network)
+    train: Training = field(default_factory=lambda: TrainOptions(steps=2000, lr=1e-4))
 
 
 def target_signal(freqs: tuple[float, ...], samples: int, quantize: bool) -> tuple[Tensor, Tensor, list[int]]:
@@ -89,120 +77,71 @@ def relative_errors(prediction: np.ndarray, target: np.ndarray, bins: list[int])
     return [float(residual[k] / max(reference[k], 1e-12)) for k in bins]
 
 
-def run(config: Fit1dConfig) -> dict:
-    x, y, bins = target_signal(config.freqs, config.samples, config.quantize)
-    rates = config.train.learning_rates()
-    steps = config.train.steps
-    ntk_steps = sorted(set(config.ntk_steps if config.ntk_steps is not None else (0, steps // 2, steps)))
-    if any(s < 0 or s > steps for s in ntk_steps):
-        raise InputError(f"--ntk-steps must lie in 0 … {steps} (the training steps), got {list(ntk_steps)}")
-    options = replace(config.train, eval_every=config.train.eval_every or max(1, steps // 100))
-    config.out.mkdir(parents=True, exist_ok=True)
-    target = y[:, 0].numpy()
-    np.save(config.out / "target.npy", np.stack([x[:, 0].numpy(), target]))  # (2, N): x, y
-    labels = [f"{f:g}" for f in config.freqs]
-    predictions: dict[str, np.ndarray] = {}
+class Fit1d(runner.Task):
+    metric = "mse"
+    higher = False
 
-    def run_one(arm: Arm, lr: float) -> dict:
-        torch.manual_seed(config.train.seed)
-        model = build_mlp(1, 1, arm.mlp, samples=config.samples)
+    def __init__(self, config: Fit1dConfig) -> None:
+        super().__init__(config)
+        self.x, self.y, self.bins = target_signal(config.freqs, config.samples, config.quantize)
+        self.target = self.y[:, 0].numpy()
+        steps = config.train.steps
+        self.ntk_steps = sorted(set(config.ntk_steps if config.ntk_steps is not None else (0, steps // 2, steps)))
+        if any(s < 0 or s > steps for s in self.ntk_steps):
+            raise InputError(f"--ntk-steps must lie in 0 … {steps} (the training steps), got {list(self.ntk_steps)}")
+        self.labels = [f"{f:g}" for f in config.freqs]
+        self.columns = ["mse"] + [f"err@{k}" for k in self.labels]
+        self.predictions: dict[str, np.ndarray] = {}  # file name -> prediction, for fit.png
+
+    def write_target(self) -> dict:
+        np.save(self.config.out / "target.npy", np.stack([self.x[:, 0].numpy(), self.target]))  # (2, N): x, y
+        config = self.config
+        return {"target": {"freqs": list(config.freqs), "quantize": config.quantize, "samples": config.samples}}
+
+    def train(self, arm: Arm, options: TrainOptions, lr: float) -> Trained:
+        torch.manual_seed(options.seed)
+        model = build_mlp(1, 1, arm.mlp, samples=self.config.samples)
         history: list[list[float]] = []  # relative error per frequency at each evaluation
         ntk: list[dict] = []
 
         def measure_ntk(step: int) -> None:
-            if step in ntk_steps:
-                ntk.append({"step": step, "shares": eigenvalue_shares(empirical_ntk(model, x))})
+            if step in self.ntk_steps:
+                ntk.append({"step": step, "shares": eigenvalue_shares(empirical_ntk(model, self.x))})
 
         def evaluate() -> float:
-            history.append(relative_errors(model(x)[:, 0].numpy(), target, bins))
+            history.append(relative_errors(model(self.x)[:, 0].numpy(), self.target, self.bins))
             return float(np.mean(history[-1]))
 
         measure_ntk(0)
+        options = replace(options, eval_every=options.eval_every or max(1, options.steps // 100))  # fine heat maps
         result = fit(
-            model, lambda _: (x, y), options=options, lr=lr, evaluate=evaluate, metric="rel.err",
+            model, lambda _: (self.x, self.y), options=options, lr=lr, evaluate=evaluate, metric="rel.err",
             description=f"{arm.name} lr={lr:g}", after_step=measure_ntk,
         )  # fmt: skip
-        name = arm.name if len(rates) == 1 else f"{arm.name}_lr{lr:g}"
+        steps = [s for s, _ in result.curve]
+        return Trained(model, result, {"ntk": ntk, "rel_error_history": {"steps": steps, "values": history}})
+
+    def measure(self, trained: Trained, name: str) -> dict:
         with torch.no_grad():
-            prediction = model(x)[:, 0].numpy()
-        np.save(config.out / f"{name}.npy", prediction)
-        predictions[f"{name}.npy"] = prediction
+            prediction = trained.model(self.x)[:, 0].numpy()
+        np.save(self.config.out / f"{name}.npy", prediction)
+        self.predictions[f"{name}.npy"] = prediction
         return {
-            "name": arm.name, "arch": arm.mlp.arch, "fr": arm.mlp.fr, "lr": lr, "steps": steps,
-            "seconds": round(result.seconds, 3), "params": count_parameters(model),
-            "mse": float(np.mean((prediction - target) ** 2)), "prediction": f"{name}.npy",
-            "rel_error": dict(zip(labels, relative_errors(prediction, target, bins), strict=True)),
-            "ntk": ntk, "rel_error_history": {"steps": [s for s, _ in result.curve], "values": history},
-            "curve": result.curve,
+            "mse": float(np.mean((prediction - self.target) ** 2)), "prediction": f"{name}.npy",
+            "rel_error": dict(zip(self.labels, relative_errors(prediction, self.target, self.bins), strict=True)),
         }  # fmt: skip
 
-    best, grid = sweep(arms(config.network, config.compare), rates, run_one, "mse", higher=False)
-    payload = {
-        "target": {"freqs": list(config.freqs), "quantize": config.quantize, "samples": config.samples},
-        "runs": best,
-    }
-    if len(rates) > 1:
-        payload["sweep"] = [{k: v for k, v in run.items() if k != "curve"} for run in grid]
-    io.write_json(config.out / "metrics.json", payload)
-    _plot_fit(
-        config.out / "fit.png", x[:, 0].numpy(), target, [(r["name"], predictions[r["prediction"]]) for r in best]
-    )
-    _plot_heat_maps(config.out / "spectral_error.png", best, labels)
-    if ntk_steps:
-        _plot_ntk(config.out / "ntk.png", best)
-    rows = [{**r, **{f"err@{k}": v for k, v in r["rel_error"].items()}} for r in best]
-    Console().print(io.markdown_table(rows, ["name", "lr", "steps", "seconds", "mse"] + [f"err@{k}" for k in labels]))
-    return payload
+    def plot(self, runs: list[dict]) -> None:
+        out = self.config.out
+        predictions = [(r["name"], self.predictions[r["prediction"]]) for r in runs]
+        plots.signal_fit(out / "fit.png", self.x[:, 0].numpy(), self.target, predictions)
+        plots.spectral_error_maps(out / "spectral_error.png", runs, self.labels)
+        if self.ntk_steps:
+            plots.ntk_shares(out / "ntk.png", runs)
+
+    def row(self, run: dict) -> dict:
+        return {**run, **{f"err@{k}": v for k, v in run["rel_error"].items()}}
 
 
-def _plot_fit(path: Path, x: np.ndarray, target: np.ndarray, runs: list[tuple[str, np.ndarray]]) -> None:
-    fig, ax = plt.subplots(figsize=(8, 3.5))
-    ax.plot(x, target, color="black", linewidth=2, label="target")
-    for name, prediction in runs:
-        ax.plot(x, prediction, label=name)
-    ax.set_xlabel("x")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def _plot_heat_maps(path: Path, runs: list[dict], labels: list[str]) -> None:
-    """Relative error per target frequency (rows) over training (columns), one panel per run, scale 0 … 1."""
-    fig, axes = plt.subplots(len(runs), 1, figsize=(8, 1.2 + 0.35 * len(labels) * len(runs)), squeeze=False)
-    for ax, run in zip(axes[:, 0], runs, strict=True):
-        history = run["rel_error_history"]
-        values = np.asarray(history["values"]).T  # (frequencies, evaluations)
-        steps = history["steps"]
-        image = ax.imshow(
-            values, aspect="auto", cmap="magma_r", vmin=0, vmax=1, interpolation="nearest",
-            extent=(0, steps[-1], len(labels) - 0.5, -0.5),
-        )  # fmt: skip
-        ax.set_yticks(range(len(labels)), labels)
-        ax.set_ylabel("freq")
-        ax.set_title(f"{run['name']} (lr {run['lr']:g}): |F[f-y]|/|F[y]|", fontsize=9)
-        fig.colorbar(image, ax=ax, pad=0.01)
-    axes[-1, 0].set_xlabel("training step")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def _plot_ntk(path: Path, runs: list[dict]) -> None:
-    """Share of the four largest NTK eigenvalues and of all the rest, grouped by measured step, per run."""
-    categories = ["1st", "2nd", "3rd", "4th", "rest"]
-    fig, axes = plt.subplots(1, len(runs), figsize=(3.6 * len(runs), 3.2), squeeze=False, sharey=True)
-    for ax, run in zip(axes[0], runs, strict=True):
-        width = 0.8 / max(1, len(run["ntk"]))
-        for i, measured in enumerate(run["ntk"]):
-            positions = np.arange(len(categories)) + (i - (len(run["ntk"]) - 1) / 2) * width
-            ax.bar(positions, measured["shares"], width, label=f"step {measured['step']}")
-        ax.set_xticks(range(len(categories)), categories)
-        ax.set_ylim(0, 1)
-        ax.set_title(f"{run['name']}: NTK eigenvalue shares", fontsize=9)
-        ax.legend(fontsize=7)
-    axes[0, 0].set_ylabel("share of trace")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+def run(config: Fit1dConfig) -> dict:
+    return runner.run(Fit1d(config))

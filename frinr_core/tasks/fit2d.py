@@ -8,39 +8,29 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
 
 import torch
-import tyro
-from rich.console import Console
 from torch import Tensor
 
-from frinr_core import io, metrics, plots
+from frinr_core import io, metrics, plots, runner
 from frinr_core.errors import InputError
 from frinr_core.mlp import MLPConfig, build_mlp
-from frinr_core.train import Arm, TrainOptions, arms, count_parameters, fit, sweep
+from frinr_core.runner import Network, RunConfig, Trained
+from frinr_core.train import Arm, TrainOptions, fit
 
 
 @dataclass
-class Fit2dConfig:
+class Fit2dConfig(RunConfig):
     """Fit an image with a ReLU, ReLU+PE or SIREN network, with or without FR (--compare: both)."""
 
     image: Path | None = None
     """PNG/JPEG/TIFF to fit (grayscale, RGB or RGBA composited on white; 8/16-bit). Default: astronaut."""
     size: int | None = None
     """Resize so the long side has this many pixels (default: keep)."""
-    out: Path = Path("outputs/fit2d")
-    """Directory for target.png, reconstructions, metrics.json and plots."""
-    compare: bool = False
-    """Train the baseline and its FR twin on the same data, seed and steps."""
     batch: int | None = None
     """Random pixels per step (default: the whole image, as the paper)."""
-    network: Annotated[MLPConfig, tyro.conf.OmitArgPrefixes] = field(default_factory=lambda: MLPConfig(fr=True))
-    train: Annotated[TrainOptions, tyro.conf.OmitArgPrefixes] = field(default_factory=TrainOptions)
-    preset: str | None = None
-    """Start from a preset in configs/ (see `frinr presets`); other flags override it."""
-    config: Path | None = None
-    """Start from a preset YAML file; other flags override it."""
+    out: Path = Path("outputs/fit2d")
+    network: Network = field(default_factory=lambda: MLPConfig(fr=True))
 
 
 def pixel_grid(height: int, width: int) -> Tensor:
@@ -54,60 +44,64 @@ def render(model: torch.nn.Module, coords: Tensor, shape: tuple[int, ...], chunk
         return torch.cat([model(part) for part in coords.split(chunk)]).reshape(shape)
 
 
-def run(config: Fit2dConfig) -> dict:
-    image = io.load_image(config.image, config.size)  # (H, W, C)
-    height, width, channels = image.shape
-    coords, pixels = pixel_grid(height, width), image.reshape(-1, channels)
-    if config.batch is not None and config.batch < 1:
-        raise InputError(f"--batch must be a positive number of pixels, got {config.batch}")
-    rates = config.train.learning_rates()
-    config.out.mkdir(parents=True, exist_ok=True)
-    target = torch.from_numpy(io.save_image(config.out / "target.png", image)).reshape(image.shape) / 255
+class Fit2d(runner.Task):
+    metric = "psnr"
+    columns = ["psnr", "ssim", "lpips"]
 
-    def batch(generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        if config.batch is None or config.batch >= len(coords):
-            return coords, pixels
-        index = torch.randint(len(coords), (config.batch,), generator=generator)
-        return coords[index], pixels[index]
+    def __init__(self, config: Fit2dConfig) -> None:
+        super().__init__(config)
+        self.image = io.load_image(config.image, config.size)  # (H, W, C)
+        self.coords, self.pixels = pixel_grid(*self.image.shape[:2]), self.image.reshape(-1, self.image.shape[-1])
+        if config.batch is not None and config.batch < 1:
+            raise InputError(f"--batch must be a positive number of pixels, got {config.batch}")
+        self.reconstructions: dict[str, Tensor] = {}  # file name -> the saved pixels, for the comparison figure
 
-    reconstructions: dict[str, Tensor] = {}  # file name -> the saved pixels, for the comparison figure
+    def write_target(self) -> dict:
+        saved = io.save_image(self.config.out / "target.png", self.image)
+        self.target = torch.from_numpy(saved).reshape(self.image.shape) / 255  # exactly the PNG's pixels
+        return {"image": str(self.config.image or "skimage:astronaut"), "size": list(self.image.shape[:2])}
 
-    def run_one(arm: Arm, lr: float) -> dict:
-        torch.manual_seed(config.train.seed)
-        model = build_mlp(2, channels, arm.mlp, samples=min(height, width))
+    def batch(self, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        if self.config.batch is None or self.config.batch >= len(self.coords):
+            return self.coords, self.pixels
+        index = torch.randint(len(self.coords), (self.config.batch,), generator=generator)
+        return self.coords[index], self.pixels[index]
+
+    def train(self, arm: Arm, options: TrainOptions, lr: float) -> Trained:
+        torch.manual_seed(options.seed)
+        model = build_mlp(2, self.image.shape[-1], arm.mlp, samples=min(self.image.shape[:2]))
         result = fit(
-            model, batch, options=config.train, lr=lr, description=f"{arm.name} lr={lr:g}",
-            evaluate=lambda: metrics.psnr(render(model, coords, image.shape), image),
+            model, self.batch, options=options, lr=lr, description=f"{arm.name} lr={lr:g}",
+            evaluate=lambda: metrics.psnr(render(model, self.coords, self.image.shape), self.image),
         )  # fmt: skip
-        name = arm.name if len(rates) == 1 else f"{arm.name}_lr{lr:g}"
-        saved = io.save_image(config.out / f"{name}.png", render(model, coords, image.shape))
-        reconstruction = torch.from_numpy(saved).reshape(image.shape) / 255  # exactly the PNG's pixels
-        reconstructions[f"{name}.png"] = reconstruction
+        return Trained(model, result)
+
+    def measure(self, trained: Trained, name: str) -> dict:
+        saved = io.save_image(self.config.out / f"{name}.png", render(trained.model, self.coords, self.image.shape))
+        reconstruction = torch.from_numpy(saved).reshape(self.image.shape) / 255  # exactly the PNG's pixels
+        self.reconstructions[f"{name}.png"] = reconstruction
         return {
-            "name": arm.name, "arch": arm.mlp.arch, "fr": arm.mlp.fr, "lr": lr, "steps": config.train.steps,
-            "seconds": round(result.seconds, 3), "params": count_parameters(model),
-            "psnr": metrics.psnr(reconstruction, target), "ssim": metrics.ssim(reconstruction, target),
-            "lpips": metrics.lpips(reconstruction, target), "reconstruction": f"{name}.png", "curve": result.curve,
+            "psnr": metrics.psnr(reconstruction, self.target), "ssim": metrics.ssim(reconstruction, self.target),
+            "lpips": metrics.lpips(reconstruction, self.target), "reconstruction": f"{name}.png",
         }  # fmt: skip
 
-    best, grid = sweep(arms(config.network, config.compare), rates, run_one, "psnr")
-    payload = {"image": str(config.image or "skimage:astronaut"), "size": [height, width], "runs": best}
-    if len(rates) > 1:
-        payload["sweep"] = [{k: v for k, v in run.items() if k != "curve"} for run in grid]
-    io.write_json(config.out / "metrics.json", payload)
-    plots.curves(config.out / "psnr_curve.png", {r["name"]: r["curve"] for r in best}, "step", "PSNR (dB)")
-    if config.compare:
-        _plot_comparison(config.out / "compare.png", target, [(r, reconstructions[r["reconstruction"]]) for r in best])
-    Console().print(io.markdown_table(best, ["name", "lr", "steps", "seconds", "params", "psnr", "ssim", "lpips"]))
-    return payload
+    def plot(self, runs: list[dict]) -> None:
+        plots.curves(self.config.out / "psnr_curve.png", {r["name"]: r["curve"] for r in runs}, "step", "PSNR (dB)")
+        if self.config.compare:
+            reconstructions = [(r, self.reconstructions[r["reconstruction"]]) for r in runs]
+            _plot_comparison(self.config.out / "compare.png", self.target, reconstructions)
+
+
+def run(config: Fit2dConfig) -> dict:
+    return runner.run(Fit2d(config))
 
 
 def _plot_comparison(path: Path, target: Tensor, runs: list[tuple[dict, Tensor]]) -> None:
     """Target, each run and its absolute error map (one colour scale: black 0, white ≥ 0.25) side by side."""
     squeeze = (lambda a: a[..., 0]) if target.shape[-1] == 1 else (lambda a: a)
     images, errors = [("target", squeeze(target.numpy()))], [("", None)]
-    for run, reconstruction in runs:
-        images.append((f"{run['name']}  {run['psnr']:.2f} dB", squeeze(reconstruction.numpy())))
+    for run_, reconstruction in runs:
+        images.append((f"{run_['name']}  {run_['psnr']:.2f} dB", squeeze(reconstruction.numpy())))
         error = (reconstruction - target).abs().mean(-1).clamp(max=0.25) * 4
-        errors.append((f"|error| {run['name']}", error.numpy()))
+        errors.append((f"|error| {run_['name']}", error.numpy()))
     plots.image_grid(path, [images, errors], cmap="gray")

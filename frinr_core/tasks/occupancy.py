@@ -10,27 +10,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
 
 import numpy as np
 import torch
 import trimesh
-import tyro
-from rich.console import Console
 from skimage.measure import marching_cubes
 from torch import Tensor
 
-from frinr_core import io, plots, volumes
+from frinr_core import plots, runner, volumes
 from frinr_core.errors import InputError
 from frinr_core.mlp import FourierConfig, MLPConfig, build_mlp
-from frinr_core.train import Arm, TrainOptions, arms, count_parameters, fit, sweep
+from frinr_core.runner import Network, RunConfig, Trained, Training
+from frinr_core.train import Arm, TrainOptions, fit
 
 MAX_BATCH = 500_000
 """Points per step at most, as the official code's chunks."""
 
 
 @dataclass
-class OccupancyConfig:
+class OccupancyConfig(RunConfig):
     """Fit a 3D occupancy grid with SIREN or ReLU+PE, with or without FR (--compare: both)."""
 
     volume: Path | None = None
@@ -41,13 +39,10 @@ class OccupancyConfig:
     """Triangle mesh (.obj, .ply, .stl, ...) turned into occupancy; holes are closed first (see README)."""
     resolution: int = 128
     """Voxels along the longest side of the cropped grid (a volume is only ever subsampled, never enlarged)."""
-    out: Path = Path("outputs/occupancy")
-    """Directory for metrics.json, target and predicted occupancy (.npz), meshes (.ply) and compare.png."""
-    compare: bool = False
-    """Train the baseline and its FR twin on the same data, seed and steps."""
     batch: int = 1 << 16
     """Random grid points per step (at most 500000)."""
-    network: Annotated[MLPConfig, tyro.conf.OmitArgPrefixes] = field(
+    out: Path = Path("outputs/occupancy")
+    network: Network = field(
         default_factory=lambda: MLPConfig(
             arch="siren",
             hidden_features=256,
@@ -57,13 +52,7 @@ class OccupancyConfig:
             pe_frequencies=10,
         )  # fmt: skip
     )
-    train: Annotated[TrainOptions, tyro.conf.OmitArgPrefixes] = field(
-        default_factory=lambda: TrainOptions(steps=300, lr=5e-3, lr_decay=0.2)
-    )
-    preset: str | None = None
-    """Start from a preset in configs/ (see `frinr presets`); other flags override it."""
-    config: Path | None = None
-    """Start from a preset YAML file; other flags override it."""
+    train: Training = field(default_factory=lambda: TrainOptions(steps=300, lr=5e-3, lr_decay=0.2))
 
 
 def load_target(config: OccupancyConfig) -> tuple[np.ndarray, str]:
@@ -124,57 +113,60 @@ def save_mesh(path: Path, values: np.ndarray, level: float = 0.5) -> bool:
     return True
 
 
-def run(config: OccupancyConfig) -> dict:
-    if not 1 <= config.batch <= MAX_BATCH:
-        raise InputError(f"--batch must be 1 … {MAX_BATCH} points, got {config.batch}")
-    rates = config.train.learning_rates()
-    target, source = load_target(config)
-    grid = Grid(target.shape)
-    flat_target = torch.from_numpy(target.reshape(-1))  # (H·W·D,) bool view
-    config.out.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(config.out / "target.npz", occupancy=target)
-    save_mesh(config.out / "target.ply", target.astype(np.float32))
-    # Learning-curve IoU on a fixed random sample of voxels; the reported IoU is on the full grid.
-    probe = torch.randint(
-        len(grid), (min(len(grid), 1 << 17),), generator=torch.Generator().manual_seed(config.train.seed)
-    )
-    probe_points, probe_target = grid.points(probe), flat_target[probe].numpy()
+class Occupancy(runner.Task):
+    metric = "iou"
+    columns = ["batch", "iou"]
 
-    def batch(generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        index = torch.randint(len(grid), (min(config.batch, len(grid)),), generator=generator)
-        return grid.points(index), flat_target[index, None].float()
+    def __init__(self, config: OccupancyConfig) -> None:
+        super().__init__(config)
+        if not 1 <= config.batch <= MAX_BATCH:
+            raise InputError(f"--batch must be 1 … {MAX_BATCH} points, got {config.batch}")
+        self.target, self.source = load_target(config)
+        self.grid = Grid(self.target.shape)
+        self.flat_target = torch.from_numpy(self.target.reshape(-1))  # (H·W·D,) bool view
+        # Learning-curve IoU on a fixed random sample of voxels; the reported IoU is on the full grid.
+        generator = torch.Generator().manual_seed(config.train.seed)
+        probe = torch.randint(len(self.grid), (min(len(self.grid), 1 << 17),), generator=generator)
+        self.probe_points, self.probe_target = self.grid.points(probe), self.flat_target[probe].numpy()
+        self.views: dict[str, np.ndarray] = {}  # occupancy file -> predicted occupancy, for compare.png
 
-    views: dict[str, np.ndarray] = {}  # occupancy file -> predicted occupancy, for compare.png
+    def write_target(self) -> dict:
+        np.savez_compressed(self.config.out / "target.npz", occupancy=self.target)
+        save_mesh(self.config.out / "target.ply", self.target.astype(np.float32))
+        return {"source": self.source, "grid": list(self.target.shape), "occupied": int(self.target.sum())}
 
-    def run_one(arm: Arm, lr: float) -> dict:
-        torch.manual_seed(config.train.seed)
-        model = build_mlp(3, 1, arm.mlp, samples=max(target.shape))
+    def batch(self, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        index = torch.randint(len(self.grid), (min(self.config.batch, len(self.grid)),), generator=generator)
+        return self.grid.points(index), self.flat_target[index, None].float()
+
+    def train(self, arm: Arm, options: TrainOptions, lr: float) -> Trained:
+        torch.manual_seed(options.seed)
+        model = build_mlp(3, 1, arm.mlp, samples=max(self.target.shape))
         result = fit(
-            model, batch, options=config.train, lr=lr, metric="iou", description=f"{arm.name} lr={lr:g}",
-            evaluate=lambda: iou(model(probe_points)[:, 0].numpy() >= 0.5, probe_target),
+            model, self.batch, options=options, lr=lr, metric="iou", description=f"{arm.name} lr={lr:g}",
+            evaluate=lambda: iou(model(self.probe_points)[:, 0].numpy() >= 0.5, self.probe_target),
         )  # fmt: skip
-        name = arm.name if len(rates) == 1 else f"{arm.name}_lr{lr:g}"
-        values = grid.predict(model)
+        return Trained(model, result)
+
+    def measure(self, trained: Trained, name: str) -> dict:
+        values = self.grid.predict(trained.model)
         occupied = values >= 0.5
-        np.savez_compressed(config.out / f"{name}.npz", occupancy=occupied)
-        views[f"{name}.npz"] = occupied
-        meshed = save_mesh(config.out / f"{name}.ply", values)
+        np.savez_compressed(self.config.out / f"{name}.npz", occupancy=occupied)
+        self.views[f"{name}.npz"] = occupied
+        meshed = save_mesh(self.config.out / f"{name}.ply", values)
         return {
-            "name": arm.name, "arch": arm.mlp.arch, "fr": arm.mlp.fr, "lr": lr, "steps": config.train.steps,
-            "batch": config.batch, "seconds": round(result.seconds, 3), "params": count_parameters(model),
-            "iou": iou(occupied, target), "occupancy": f"{name}.npz", "mesh": f"{name}.ply" if meshed else None,
-            "curve": result.curve,
+            "batch": self.config.batch, "iou": iou(occupied, self.target), "occupancy": f"{name}.npz",
+            "mesh": f"{name}.ply" if meshed else None,
         }  # fmt: skip
 
-    best, runs_grid = sweep(arms(config.network, config.compare), rates, run_one, "iou")
-    payload = {"source": source, "grid": list(target.shape), "occupied": int(target.sum()), "runs": best}
-    if len(rates) > 1:
-        payload["sweep"] = [{k: v for k, v in run.items() if k != "curve"} for run in runs_grid]
-    io.write_json(config.out / "metrics.json", payload)
-    plots.curves(config.out / "iou_curve.png", {r["name"]: r["curve"] for r in best}, "step", "IoU (probe points)")
-    _plot_comparison(config.out / "compare.png", target, [(r, views[r["occupancy"]]) for r in best])
-    Console().print(io.markdown_table(best, ["name", "lr", "steps", "batch", "seconds", "params", "iou"]))
-    return payload
+    def plot(self, runs: list[dict]) -> None:
+        out = self.config.out
+        plots.curves(out / "iou_curve.png", {r["name"]: r["curve"] for r in runs}, "step", "IoU (probe points)")
+        _plot_comparison(out / "compare.png", self.target, [(r, self.views[r["occupancy"]]) for r in runs])
+
+
+def run(config: OccupancyConfig) -> dict:
+    return runner.run(Occupancy(config))
 
 
 def shaded_view(occupied: np.ndarray) -> np.ndarray:
