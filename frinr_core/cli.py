@@ -6,6 +6,7 @@ through the ``frinr.commands`` entry-point group, so this core never imports the
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from collections.abc import Callable
@@ -30,7 +31,7 @@ class Command:
 
 @dataclass
 class PresetsConfig:
-    """List the presets in configs/ with their one-line descriptions."""
+    """List the shipped presets (configs/) with their one-line descriptions."""
 
     task: str | None = None
     """Only presets for this subcommand."""
@@ -57,6 +58,20 @@ def commands() -> dict[str, Command]:
     return found
 
 
+def parse(config_type: type, name: str, args: list[str]) -> Any:
+    """``args`` as a ``config_type``, with the ``--preset``/``--config`` they name as defaults under the flags.
+
+    tyro reads the arguments twice: first for which preset they name (help and unknown flags are left for
+    the second pass), then with that preset's settings as the defaults every other flag overrides.
+    """
+    prog = f"frinr {name}"
+    default = config_type()
+    if {"preset", "config"} <= {f.name for f in dataclasses.fields(config_type)}:
+        named, _ = tyro.cli(config_type, args=args, prog=prog, add_help=False, return_unknown_args=True)
+        default = presets.defaults(default, name, named.preset, named.config)
+    return tyro.cli(config_type, default=default, args=args, prog=prog)
+
+
 def _print_help(available: dict[str, Command]) -> None:
     print("usage: frinr COMMAND [--preset NAME | --config FILE] [FLAGS]   (frinr COMMAND --help for flags)\n")
     print("commands:")
@@ -78,9 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     command = available[name]
     try:
-        default = presets.defaults_from_argv(command.config(), name, args)
-        config = tyro.cli(command.config, default=default, args=args, prog=f"frinr {name}")
-        command.run(config)
+        command.run(parse(command.config, name, args))
     except ValueError as error:  # InputError and invalid settings (e.g. FourierLinear arguments)
         if os.environ.get("FRINR_DEBUG"):
             raise
