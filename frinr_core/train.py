@@ -63,7 +63,6 @@ def arms(mlp: MLPConfig, compare: bool) -> list[Arm]:
     return [Arm(f"{m.arch}+fr" if m.fr else m.arch, m) for m in variants]
 
 
-@dataclass
 class Diverged(InputError):
     """The loss became NaN or infinite: the learning rate is too high for this network."""
 
