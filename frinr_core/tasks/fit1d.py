@@ -20,7 +20,7 @@ from frinr_core.errors import InputError
 from frinr_core.mlp import FourierConfig, MLPConfig, build_mlp
 from frinr_core.ntk import eigenvalue_shares, empirical_ntk
 from frinr_core.runner import Network, RunConfig, Trained, Training
-from frinr_core.train import Arm, TrainOptions, fit
+from frinr_core.train import Arm, Bar, TrainOptions, fit
 
 
 def _paper_network() -> MLPConfig:
@@ -45,7 +45,7 @@ class Fit1dConfig(RunConfig):
     """Steps at which to measure the empirical NTK spectrum (0 = initialisation); default 0, middle and last."""
     out: Path = Path("outputs/fit1d")
     network: Network = field(default_factory=_paper_network)
-    train: Training = field(default_factory=lambda: TrainOptions(steps=2000, lr=1e-4))
+    train: Training = field(default_factory=lambda: TrainOptions(steps=2000))
 
 
 def target_signal(freqs: tuple[float, ...], samples: int, quantize: bool) -> tuple[Tensor, Tensor, list[int]]:
@@ -80,6 +80,8 @@ def relative_errors(prediction: np.ndarray, target: np.ndarray, bins: list[int])
 class Fit1d(runner.Task):
     metric = "mse"
     higher = False
+    difference = "{:+.3g} MSE"
+    default_lr = 1e-4
 
     def __init__(self, config: Fit1dConfig) -> None:
         super().__init__(config)
@@ -98,9 +100,11 @@ class Fit1d(runner.Task):
         config = self.config
         return {"target": {"freqs": list(config.freqs), "quantize": config.quantize, "samples": config.samples}}
 
-    def train(self, arm: Arm, options: TrainOptions, lr: float) -> Trained:
+    def train(self, arm: Arm, options: TrainOptions, lr: float, bar: Bar | None = None) -> Trained:
         torch.manual_seed(options.seed)
         model = build_mlp(1, 1, arm.mlp, samples=self.config.samples)
+        if bar:  # a search trial: the error alone
+            return Trained(model, fit(model, self.full_batch, options=options, lr=lr, bar=bar))
         history: list[list[float]] = []  # relative error per frequency at each evaluation
         ntk: list[dict] = []
 
@@ -115,11 +119,18 @@ class Fit1d(runner.Task):
         measure_ntk(0)
         options = replace(options, eval_every=options.eval_every or max(1, options.steps // 100))  # fine heat maps
         result = fit(
-            model, lambda _: (self.x, self.y), options=options, lr=lr, evaluate=evaluate, metric="rel.err",
+            model, self.full_batch, options=options, lr=lr, evaluate=evaluate, metric="rel.err",
             description=f"{arm.name} lr={lr:g}", after_step=measure_ntk,
         )  # fmt: skip
         steps = [s for s, _ in result.curve]
         return Trained(model, result, {"ntk": ntk, "rel_error_history": {"steps": steps, "values": history}})
+
+    def full_batch(self, _: torch.Generator) -> tuple[Tensor, Tensor]:
+        return self.x, self.y
+
+    def score(self, model: torch.nn.Module) -> float:
+        with torch.no_grad():
+            return float(torch.mean((model(self.x) - self.y) ** 2))
 
     def measure(self, trained: Trained, name: str) -> dict:
         with torch.no_grad():

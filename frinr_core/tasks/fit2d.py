@@ -16,7 +16,7 @@ from frinr_core import io, metrics, plots, runner
 from frinr_core.errors import InputError
 from frinr_core.mlp import MLPConfig, build_mlp
 from frinr_core.runner import Network, RunConfig, Trained
-from frinr_core.train import Arm, TrainOptions, fit
+from frinr_core.train import Arm, Bar, TrainOptions, fit
 
 
 @dataclass
@@ -46,6 +46,8 @@ def render(model: torch.nn.Module, coords: Tensor, shape: tuple[int, ...], chunk
 
 class Fit2d(runner.Task):
     metric = "psnr"
+    difference = "{:+.2f} dB PSNR"
+    default_lr = 1e-3
     columns = ["psnr", "ssim", "lpips"]
 
     def __init__(self, config: Fit2dConfig) -> None:
@@ -67,14 +69,17 @@ class Fit2d(runner.Task):
         index = torch.randint(len(self.coords), (self.config.batch,), generator=generator)
         return self.coords[index], self.pixels[index]
 
-    def train(self, arm: Arm, options: TrainOptions, lr: float) -> Trained:
+    def train(self, arm: Arm, options: TrainOptions, lr: float, bar: Bar | None = None) -> Trained:
         torch.manual_seed(options.seed)
         model = build_mlp(2, self.image.shape[-1], arm.mlp, samples=min(self.image.shape[:2]))
         result = fit(
-            model, self.batch, options=options, lr=lr, description=f"{arm.name} lr={lr:g}",
-            evaluate=lambda: metrics.psnr(render(model, self.coords, self.image.shape), self.image),
+            model, self.batch, options=options, lr=lr, description=f"{arm.name} lr={lr:g}", bar=bar,
+            evaluate=None if bar else lambda: self.score(model),
         )  # fmt: skip
         return Trained(model, result)
+
+    def score(self, model: torch.nn.Module) -> float:
+        return metrics.psnr(render(model, self.coords, self.image.shape), self.image)
 
     def measure(self, trained: Trained, name: str) -> dict:
         saved = io.save_image(self.config.out / f"{name}.png", render(trained.model, self.coords, self.image.shape))

@@ -21,7 +21,7 @@ from frinr_core import plots, runner, volumes
 from frinr_core.errors import InputError
 from frinr_core.mlp import FourierConfig, MLPConfig, build_mlp
 from frinr_core.runner import Network, RunConfig, Trained, Training
-from frinr_core.train import Arm, TrainOptions, fit
+from frinr_core.train import Arm, Bar, TrainOptions, fit
 
 MAX_BATCH = 500_000
 """Points per step at most, as the official code's chunks."""
@@ -52,7 +52,7 @@ class OccupancyConfig(RunConfig):
             pe_frequencies=10,
         )  # fmt: skip
     )
-    train: Training = field(default_factory=lambda: TrainOptions(steps=300, lr=5e-3, lr_decay=0.2))
+    train: Training = field(default_factory=lambda: TrainOptions(steps=300, lr_decay=0.2))
 
 
 def load_target(config: OccupancyConfig) -> tuple[np.ndarray, str]:
@@ -92,6 +92,12 @@ class Grid:
         return values.reshape(self.shape)
 
 
+def predict(model: torch.nn.Module, points: Tensor, chunk: int = 1 << 18) -> np.ndarray:
+    """The model at (N, 3) points, float32 (N,)."""
+    with torch.no_grad():
+        return torch.cat([model(part)[:, 0] for part in points.split(chunk)]).numpy()
+
+
 def iou(predicted: np.ndarray, target: np.ndarray) -> float:
     """Intersection over union of two boolean grids."""
     union = np.logical_or(predicted, target).sum()
@@ -115,6 +121,8 @@ def save_mesh(path: Path, values: np.ndarray, level: float = 0.5) -> bool:
 
 class Occupancy(runner.Task):
     metric = "iou"
+    difference = "{:+.4f} IoU"
+    default_lr = 5e-3
     columns = ["batch", "iou"]
 
     def __init__(self, config: OccupancyConfig) -> None:
@@ -139,14 +147,18 @@ class Occupancy(runner.Task):
         index = torch.randint(len(self.grid), (min(self.config.batch, len(self.grid)),), generator=generator)
         return self.grid.points(index), self.flat_target[index, None].float()
 
-    def train(self, arm: Arm, options: TrainOptions, lr: float) -> Trained:
+    def train(self, arm: Arm, options: TrainOptions, lr: float, bar: Bar | None = None) -> Trained:
         torch.manual_seed(options.seed)
         model = build_mlp(3, 1, arm.mlp, samples=max(self.target.shape))
         result = fit(
-            model, self.batch, options=options, lr=lr, metric="iou", description=f"{arm.name} lr={lr:g}",
-            evaluate=lambda: iou(model(self.probe_points)[:, 0].numpy() >= 0.5, self.probe_target),
+            model, self.batch, options=options, lr=lr, metric="iou", description=f"{arm.name} lr={lr:g}", bar=bar,
+            evaluate=None if bar else lambda: self.score(model),
         )  # fmt: skip
         return Trained(model, result)
+
+    def score(self, model: torch.nn.Module) -> float:
+        """IoU on the probe points (a fixed random sample of the grid): the learning curve and the search."""
+        return iou(predict(model, self.probe_points) >= 0.5, self.probe_target)
 
     def measure(self, trained: Trained, name: str) -> dict:
         values = self.grid.predict(trained.model)

@@ -123,6 +123,9 @@ def test_built_in_shape_end_to_end(tmp_path):
         predicted = np.load(tmp_path / run_["occupancy"])["occupancy"]
         union = np.logical_or(predicted, target).sum()
         assert run_["iou"] == pytest.approx(np.logical_and(predicted, target).sum() / union)
+    assert saved["comparison"]["verdict"].startswith(
+        f"FR − baseline: {saved['runs'][1]['iou'] - saved['runs'][0]['iou']:+.4f} IoU (higher is better; both arms"
+    )
     # The target mesh sits where the grid says: voxel centres inside it are exactly the occupied voxels.
     mesh = trimesh.load(tmp_path / "target.ply", force="mesh")
     assert mesh.is_watertight and np.abs(mesh.vertices).max() <= 1 + 2 / 15

@@ -99,5 +99,6 @@ def test_a_wheel_carries_the_presets(tmp_path):
     listing = frinr("presets")
     assert {line.split()[0] for line in listing.splitlines()} == {p.name for p in presets.all_presets()}
     frinr("fit2d", "--preset", "demo", "--steps", "5", "--out", "demo")
-    runs = json.loads((tmp_path / "demo" / "metrics.json").read_text())["runs"]
-    assert [(r["name"], r["steps"]) for r in runs] == [("pe", 5), ("pe+fr", 5)]
+    payload = json.loads((tmp_path / "demo" / "metrics.json").read_text())
+    assert [(r["name"], r["steps"]) for r in payload["runs"]] == [("pe", 5), ("pe+fr", 5)]
+    assert payload["comparison"]["rates"] == "tuned"  # the demo compares each arm at its own tuned rate
