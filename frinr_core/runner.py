@@ -100,6 +100,10 @@ class Task(ABC):
         """A run as a table row (the run itself unless a column needs flattening)."""
         return run
 
+    def notes(self) -> list[str]:
+        """Lines printed under the table that say what a column measures."""
+        return []
+
 
 def run(task: Task) -> dict:
     """Train the task's arms at their learning rates, write metrics.json and the figures, print the tables."""
@@ -179,6 +183,8 @@ def _print(task: Task, payload: dict) -> None:
     runs = payload["runs"]
     columns = ["name", "lr", "steps", "seconds", "params", *task.columns]
     console.print(io.markdown_table([task.row(r) for r in runs], columns), soft_wrap=True)
+    for note in task.notes():
+        console.print(note)
     searched = [r for r in runs if "search" in r]
     if searched:
         console.print("\nlearning-rate search (successive halving; the chosen rate then trains the full budget)")

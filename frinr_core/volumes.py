@@ -4,12 +4,18 @@ Every source ends as a boolean grid cropped to the shape's tight bounding box wh
 ``resolution`` voxels; voxel centres map to [-1, 1] on each axis (as the official code). Large volumes are
 cropped and subsampled while still in their stored integer type, so a 512³ uint8 volume is never turned into
 a float copy.
+
+Each source also answers what is occupied *between* the grid's voxel centres, at its own resolution (the
+full-resolution volume, the mesh itself, the built-in shape's formula): the truth for a held-out IoU on
+points the network never trained on.
 """
 
 from __future__ import annotations
 
 import math
 import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -44,10 +50,38 @@ def coordinates(shape: tuple[int, ...]) -> list[np.ndarray]:
     return [np.linspace(-1, 1, n, dtype=np.float32) if n > 1 else np.zeros(1, np.float32) for n in shape]
 
 
+@dataclass(frozen=True)
+class Target:
+    """An occupancy target: the grid a network trains on, and its source's occupancy anywhere in that grid."""
+
+    grid: np.ndarray
+    """(H, W, D) bool; voxel centres map to [-1, 1] on each axis."""
+    inside: Callable[[np.ndarray], np.ndarray]
+    """(N, 3) grid coordinates (voxel i's centre at i, fractions between) → (N,) bool: the source's occupancy
+    there at its own resolution. Equal to ``grid`` at voxel centres; the truth at held-out points between them."""
+
+
+def held_out_points(shape: tuple[int, int, int], limit: int, seed: int) -> np.ndarray:
+    """Up to ``limit`` cell centres of the grid (half a voxel from every voxel centre), as (N, 3) grid coordinates.
+
+    The points farthest from all training points; a seeded random subset when the grid has more cells.
+    """
+    axes = [np.arange(n - 1) + 0.5 if n > 1 else np.zeros(1) for n in shape]
+    cells = math.prod(len(a) for a in axes)
+    chosen = np.arange(cells) if cells <= limit else np.random.default_rng(seed).choice(cells, limit, replace=False)
+    return np.stack([a[i] for a, i in zip(axes, np.unravel_index(chosen, [len(a) for a in axes]), strict=True)], -1)
+
+
+def to_unit(points: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    """(N, 3) grid coordinates → the network's [-1, 1] coordinates (float32), as :func:`coordinates` maps centres."""
+    scale = np.array([2 / (n - 1) if n > 1 else 0.0 for n in shape])
+    return (np.where(scale > 0, points * scale - 1, 0.0)).astype(np.float32)
+
+
 # --- volumes -------------------------------------------------------------------------------------------------
 
 
-def load_volume(path: Path, key: str, resolution: int) -> np.ndarray:
+def load_volume(path: Path, key: str, resolution: int) -> Target:
     """A ``.mat`` (variable ``key``), the same zipped, or a ``.npy`` → cropped boolean grid (value ≥ max/2)."""
     path = existing_file(path, "volume")
     name = path.name.lower()
@@ -94,11 +128,24 @@ def _read_mat(stream, key: str, where: str) -> np.ndarray:
     return variables[key]
 
 
-def binarize_and_crop(volume: np.ndarray, resolution: int, where: str) -> np.ndarray:
+def _occupied_box(volume: np.ndarray, level) -> tuple[slice, ...]:
+    """The tight bounding box of ``volume >= level``, from per-axis maxima (no full-size boolean copy)."""
+    box = []
+    for axis in range(3):
+        others = tuple(a for a in range(3) if a != axis)
+        occupied = np.flatnonzero(volume.max(axis=others) >= level)  # (n,) small per-axis profile
+        box.append(slice(occupied[0], occupied[-1] + 1))
+    return tuple(box)
+
+
+def binarize_and_crop(volume: np.ndarray, resolution: int, where: str) -> Target:
     """Threshold at half the maximum, crop to the occupied bounding box, subsample to ``resolution``.
 
     Works on the stored dtype throughout: per-axis maxima find the box, nearest-neighbour index sampling
-    (the official code's ``zoom(order=0)``) shrinks it, and only the small result is thresholded.
+    (the official code's ``zoom(order=0)``) shrinks it, and only the small result is thresholded. Grid
+    coordinate u along an axis reads source voxel ⌊(u + ½)/scale⌋ — the voxel centres exactly the grid's
+    samples, the points between them the source voxels the subsampling skipped (so the cropped source is
+    kept: a 512³ uint8 volume stays in memory, as it was read, while the grid trains).
     """
     if volume.ndim != 3 or min(volume.shape) == 0:
         raise InputError(f"{where}: expected a non-empty 3D volume, got shape {volume.shape}")
@@ -110,32 +157,28 @@ def binarize_and_crop(volume: np.ndarray, resolution: int, where: str) -> np.nda
     if not peak > 0:
         raise InputError(f"{where}: the volume is empty (maximum {peak}); nothing to fit")
     half = peak / 2 if volume.dtype != bool else True
-    box = []
-    for axis in range(3):
-        others = tuple(a for a in range(3) if a != axis)
-        occupied = np.flatnonzero(volume.max(axis=others) >= half)  # (n,) small per-axis profile
-        box.append(slice(occupied[0], occupied[-1] + 1))
-    cropped = volume[tuple(box)]
+    cropped = volume[_occupied_box(volume, half)]
     scale = min(1.0, resolution / max(cropped.shape))
     sizes = [max(1, int(n * scale + 0.5)) for n in cropped.shape]
-    index = [
-        np.minimum(((np.arange(size) + 0.5) / scale).astype(np.int64), n - 1)
-        for size, n in zip(sizes, cropped.shape, strict=True)
-    ]
-    return np.asarray(cropped[np.ix_(*index)] >= half)
+
+    def source(axis: int, u: np.ndarray) -> np.ndarray:  # grid coordinates along an axis → source indices
+        return np.minimum(((u + 0.5) / scale).astype(np.int64), cropped.shape[axis] - 1)
+
+    grid = np.asarray(cropped[np.ix_(*(source(axis, np.arange(size)) for axis, size in enumerate(sizes)))] >= half)
+    return Target(grid, lambda points: np.asarray(cropped[tuple(source(a, points[:, a]) for a in range(3))] >= half))
 
 
 # --- meshes --------------------------------------------------------------------------------------------------
 
 
-def load_mesh(path: Path, resolution: int) -> np.ndarray:
+def load_mesh(path: Path, resolution: int) -> Target:
     """A triangle mesh → boolean grid over its bounding box (longest side ``resolution`` voxels).
 
     The surface is rasterised (faces subdivided below half a voxel, so the shell has no gaps), the enclosed
     space filled, and each voxel the surface passes through kept only if its centre is inside the mesh.
     Holes in a non-watertight mesh are first closed by a fan of triangles from each boundary loop to its
     centroid — right for the small, roughly flat holes of scans such as the Stanford bunny's base. A surface
-    that still encloses nothing (an open sheet) is refused.
+    that still encloses nothing (an open sheet) is refused. Between voxel centres the mesh itself is the truth.
     """
     path = existing_file(path, "mesh")
     try:
@@ -160,9 +203,13 @@ def load_mesh(path: Path, resolution: int) -> np.ndarray:
     solid = ndimage.binary_fill_holes(shell)
     if solid.sum() == shell.sum():
         raise InputError(f"mesh {path} encloses no volume at --resolution {resolution} (an open surface?)")
+
+    def inside(points: np.ndarray) -> np.ndarray:  # (N, 3) grid coordinates; voxel i's centre is lower + (i + ½)·pitch
+        return mesh.contains(lower + (points + 0.5) * pitch)
+
     surface = np.argwhere(shell)  # (S, 3): voxels the surface passes through, inside only if their centre is
-    solid[tuple(surface.T)] = mesh.contains(lower + (surface + 0.5) * pitch)
-    return solid
+    solid[tuple(surface.T)] = inside(surface)
+    return Target(solid, inside)
 
 
 def close_holes(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
@@ -182,13 +229,22 @@ def close_holes(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
 # --- built-in shape ------------------------------------------------------------------------------------------
 
 
-def procedural_shape(resolution: int) -> np.ndarray:
-    """A bumpy blob with fine ridges and a thin ring through it: detail at several scales, no files needed.
-
-    The ridges (period about 0.2) are what a spectrally biased network blurs first.
-    """
-    x, y, z = np.meshgrid(*coordinates((resolution,) * 3), indexing="ij", sparse=True)  # (N,1,1) (1,N,1) (1,1,N)
+def _shape_formula(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """A bumpy blob with fine ridges and a thin ring through it, as occupancy at coordinates in [-1, 1]³."""
     radius = 0.65 + 0.08 * np.sin(5 * x) * np.sin(4 * y + 1) * np.sin(6 * z) + 0.025 * np.sin(31 * x) * np.sin(29 * y)
     blob = x * x + y * y + (1.2 * z) ** 2 < radius * radius
     ring = (np.sqrt(x * x + z * z) - 0.8) ** 2 + y * y < 0.08**2
-    return binarize_and_crop(blob | ring, resolution, "built-in shape")
+    return blob | ring
+
+
+def procedural_shape(resolution: int) -> Target:
+    """The built-in shape: detail at several scales, no files needed; its formula is the truth between voxels.
+
+    The ridges (period about 0.2) are what a spectrally biased network blurs first.
+    """
+    step = 2 / (resolution - 1)
+    axis = np.arange(resolution) * step - 1
+    full = _shape_formula(*np.meshgrid(axis, axis, axis, indexing="ij", sparse=True))  # (N, N, N)
+    box = _occupied_box(full, True)
+    start = np.array([s.start for s in box])
+    return Target(full[box], lambda points: _shape_formula(*((points + start) * step - 1).T))

@@ -41,7 +41,7 @@ def test_volume_formats_agree_and_crop_to_the_box(tmp_path):
     scipy.io.savemat(tmp_path / "v.mat", {"hypercube": volume, "other": np.ones(3)})
     with zipfile.ZipFile(tmp_path / "v.zip", "w", zipfile.ZIP_DEFLATED) as archive:
         archive.write(tmp_path / "v.mat", "inner/v.mat")
-    grids = [volumes.load_volume(tmp_path / name, "hypercube", 64) for name in ("v.npy", "v.mat", "v.zip")]
+    grids = [volumes.load_volume(tmp_path / name, "hypercube", 64).grid for name in ("v.npy", "v.mat", "v.zip")]
     for grid in grids:
         assert grid.dtype == bool and grid.shape == (10, 20, 30) and grid.all()
 
@@ -50,7 +50,7 @@ def test_volume_is_subsampled_to_the_resolution(tmp_path):
     volume = np.zeros((64, 64, 64), dtype=np.float32)
     volume[:, :32, :] = 1.0
     volume[10:20, 40:50, 0:5] = 1.0
-    grid = volumes.binarize_and_crop(volume, 16, "test")
+    grid = volumes.binarize_and_crop(volume, 16, "test").grid
     assert grid.shape == (16, 13, 16)  # box 64×50×64 scaled by 1/4
     assert grid[:, :8].all() and not grid[:, 9:12, 8:].any()
 
@@ -59,7 +59,7 @@ def test_mat_key_and_archive_errors(tmp_path):
     scipy.io.savemat(tmp_path / "v.mat", {"volume": box_volume()})
     with pytest.raises(InputError, match="no variable 'hypercube'.*volume"):
         volumes.load_volume(tmp_path / "v.mat", "hypercube", 16)
-    assert volumes.load_volume(tmp_path / "v.mat", "volume", 16).any()
+    assert volumes.load_volume(tmp_path / "v.mat", "volume", 16).grid.any()
     with zipfile.ZipFile(tmp_path / "none.zip", "w") as archive:
         archive.writestr("readme.txt", "no volume here")
     with pytest.raises(InputError, match="exactly one .mat"):
@@ -89,9 +89,9 @@ def test_watertight_and_holed_meshes_fill_alike(tmp_path):
     holed = trimesh.Trimesh(box.vertices, box.faces[~side], process=False)
     assert not holed.is_watertight
     holed.export(tmp_path / "holed.obj")
-    closed = volumes.load_mesh(tmp_path / "box.stl", 16)
+    closed = volumes.load_mesh(tmp_path / "box.stl", 16).grid
     assert closed.shape == (16, 8, 4) and closed.all()
-    np.testing.assert_array_equal(volumes.load_mesh(tmp_path / "holed.obj", 16), closed)
+    np.testing.assert_array_equal(volumes.load_mesh(tmp_path / "holed.obj", 16).grid, closed)
 
 
 def test_open_and_empty_meshes_are_refused(tmp_path):
@@ -123,6 +123,8 @@ def test_built_in_shape_end_to_end(tmp_path):
         predicted = np.load(tmp_path / run_["occupancy"])["occupancy"]
         union = np.logical_or(predicted, target).sum()
         assert run_["iou"] == pytest.approx(np.logical_and(predicted, target).sum() / union)
+        assert 0 <= run_["iou_heldout"] <= 1
+    assert saved["held_out"]["points"] == np.prod(np.array(target.shape) - 1)  # every cell centre of a small grid
     assert saved["comparison"]["verdict"].startswith(
         f"FR − baseline: {saved['runs'][1]['iou'] - saved['runs'][0]['iou']:+.4f} IoU (higher is better; both arms"
     )
@@ -149,6 +151,49 @@ def test_lr_sweep_reports_each_arm_at_its_best(tmp_path):
         assert best["iou"] == max(r["iou"] for r in candidates)
 
 
+def lattice(shape: tuple[int, ...]) -> np.ndarray:
+    """Every voxel centre of ``shape`` as (N, 3) grid coordinates, row-major like the grid."""
+    return np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), -1).reshape(-1, 3).astype(float)
+
+
+def test_every_source_agrees_with_its_grid_at_the_voxel_centres(tmp_path):
+    np.save(tmp_path / "v.npy", np.random.default_rng(0).random((50, 40, 30)))  # subsampled 1/2.5 at 20
+    trimesh.creation.icosphere(subdivisions=2).export(tmp_path / "sphere.obj")
+    sources = [
+        volumes.load_volume(tmp_path / "v.npy", "hypercube", 20),
+        volumes.load_mesh(tmp_path / "sphere.obj", 12),
+        volumes.procedural_shape(20),
+    ]
+    for target in sources:
+        np.testing.assert_array_equal(target.inside(lattice(target.grid.shape)).reshape(target.grid.shape), target.grid)
+
+
+def stripes() -> np.ndarray:
+    """64³: occupied where x mod 4 is 2 or 3 (and on the two end planes, so the box spans all 64)."""
+    volume = np.zeros((64, 64, 64), dtype=np.uint8)
+    volume[(np.arange(64) % 4 >= 2) | np.isin(np.arange(64), (0, 63))] = 1
+    return volume
+
+
+def test_held_out_points_see_what_the_subsampling_skipped(tmp_path):
+    target = volumes.binarize_and_crop(stripes(), 16, "stripes")
+    assert target.grid.shape == (16, 16, 16) and target.grid.all()  # every sample falls on a stripe (x = 4i + 2)
+    points = volumes.held_out_points(target.grid.shape, 1000, seed=0)
+    assert points.shape == (1000, 3) and len(np.unique(points, axis=0)) == 1000
+    assert np.all(points % 1 == 0.5) and points.min() >= 0.5 and points.max() <= 14.5
+    assert not target.inside(points).any()  # halfway between samples: x = 4i + 4, between the stripes
+    unit = volumes.to_unit(np.array([[0.0, 7.5, 15.0]]), (16, 16, 16))
+    np.testing.assert_allclose(unit, [[-1.0, 0.0, 1.0]])
+
+
+def test_a_perfect_grid_iou_can_hide_a_held_out_failure(tmp_path):
+    np.save(tmp_path / "stripes.npy", stripes())
+    payload = run(tiny_config(tmp_path / "out", volume=tmp_path / "stripes.npy", steps=40))
+    assert payload["held_out"] == {"points": 15**3, "occupied": 0, "iou_interpolated_target": 0.0}
+    (result,) = payload["runs"]
+    assert result["iou"] == 1.0 and result["iou_heldout"] == 0.0  # all occupied on the grid, nothing between
+
+
 def test_iou():
     a = np.array([True, True, False, False])
     assert iou(a, np.array([True, False, True, False])) == pytest.approx(1 / 3)
@@ -165,7 +210,7 @@ def test_cli_input_errors_are_one_line(tmp_path, capsys):
 
 @pytest.mark.skipif(not DATA.is_dir(), reason="shared occupancy data not present")
 def test_shared_data_loads():
-    dragon = volumes.load_volume(DATA / "dragon.mat.zip", "hypercube", 32)
+    dragon = volumes.load_volume(DATA / "dragon.mat.zip", "hypercube", 32).grid
     assert max(dragon.shape) == 32 and 0.05 < dragon.mean() < 0.6
-    bunny = volumes.load_mesh(DATA / "bunny.obj", 32)  # not watertight: four holes in its base
+    bunny = volumes.load_mesh(DATA / "bunny.obj", 32).grid  # not watertight: four holes in its base
     assert max(bunny.shape) == 32 and 0.15 < bunny.mean() < 0.6
