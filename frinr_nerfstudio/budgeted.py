@@ -10,6 +10,7 @@ writes ``result.json`` (status ``ok`` with metrics, or ``failed`` with a one-lin
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import resource
@@ -41,6 +42,30 @@ class BudgetRun:
     seed: int = 42
     rays_per_batch: int | None = None
     """Override the method's training rays per batch (same for every method of a comparison)."""
+    downscale: int | None = None
+    """Image downscale factor, for dataparsers that have one (nerfstudio-data reads images_N/); None: the parser's."""
+    eval_views: int | None = None
+    """Evaluate on this many test views, evenly spaced over the test split (None: all of them)."""
+
+    def check(self) -> None:
+        """Impossible budgets are one line, here and in ``frinr compare`` before any child starts."""
+        if (self.steps is None) == (self.minutes is None):
+            raise InputError("give exactly one budget: --steps N or --minutes M")
+        if (self.steps is not None and self.steps < 1) or (self.minutes is not None and not self.minutes > 0):
+            raise InputError("the budget must be positive")
+        for name in ("rays_per_batch", "downscale", "eval_views"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise InputError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+
+    def argv(self) -> list[str]:
+        """This run as the command line of a child process (``python -m frinr_nerfstudio.budgeted ...``)."""
+        args = []
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            if value is not None:
+                args += [f"--{item.name.replace('_', '-')}", str(value)]
+        return args
 
 
 class BudgetTrainer(Trainer):
@@ -86,14 +111,46 @@ def configure(run: BudgetRun):
     config.steps_per_save, config.save_only_latest_checkpoint = 10**9, True
     if run.rays_per_batch:
         config.pipeline.datamanager.train_num_rays_per_batch = run.rays_per_batch
+    if run.downscale is not None:
+        parser = config.pipeline.datamanager.dataparser
+        if not hasattr(parser, "downscale_factor"):
+            raise InputError(f"{run.dataparser} has no downscale option; drop --downscale")
+        parser.downscale_factor = run.downscale
     compat.adapt_to_machine(config)
     return config
+
+
+def evenly_spaced(total: int, count: int | None) -> list[int]:
+    """``count`` indices spread evenly over ``range(total)``, first and last included (all when count is None)."""
+    if count is None or count >= total:
+        return list(range(total))
+    if count == 1:
+        return [0]
+    return sorted({round(i * (total - 1) / (count - 1)) for i in range(count)})
+
+
+def evaluate(pipeline, views: int | None, renders: Path) -> dict:
+    """ns-eval's metrics on ``views`` evenly spaced test views (every method of a comparison gets the same ones), with
+    the seconds each view took to render."""
+    from nerfstudio.data.utils.dataloaders import FixedIndicesEvalDataloader
+
+    datamanager = pipeline.datamanager
+    indices = evenly_spaced(len(datamanager.eval_dataset), views)
+    datamanager.fixed_indices_eval_dataloader = FixedIndicesEvalDataloader(
+        input_dataset=datamanager.eval_dataset, image_indices=tuple(indices), device=pipeline.device
+    )
+    metrics = pipeline.get_average_eval_image_metrics(output_path=renders)
+    return {
+        "psnr": metrics["psnr"], "ssim": metrics.get("ssim"), "lpips": _finite_or_none(metrics.get("lpips")),
+        "render_seconds_per_view": round(1 / metrics["fps"], 2), "eval_views": indices,
+    }  # fmt: skip
 
 
 def execute(run: BudgetRun, recipe: Callable[[TrainerConfig], None] | None = None) -> dict:
     """Train and evaluate; ``recipe`` edits the config first (benchmark sweeps of one method's settings)."""
     from nerfstudio.utils.eval_utils import eval_setup
 
+    run.check()
     config = configure(run)
     if recipe is not None:
         recipe(config)
@@ -116,12 +173,9 @@ def execute(run: BudgetRun, recipe: Callable[[TrainerConfig], None] | None = Non
     config_path = config.get_base_dir() / "config.yml"
     with compat.offline_lpips():
         _, pipeline, checkpoint, _ = eval_setup(config_path, test_mode="test")
-    metrics = pipeline.get_average_eval_image_metrics(output_path=run.out / "renders")
-    result |= {
-        "psnr": metrics["psnr"], "ssim": metrics.get("ssim"), "lpips": _finite_or_none(metrics.get("lpips")),
-        "checkpoint": str(checkpoint), "config": str(config_path),
-    }  # fmt: skip
-    return result
+    result |= evaluate(pipeline, run.eval_views, run.out / "renders")
+    downscale = getattr(pipeline.datamanager.dataparser, "downscale_factor", None)  # what the parser used
+    return result | {"downscale": downscale, "checkpoint": str(checkpoint), "config": str(config_path)}
 
 
 def peak_memory(device_type: str) -> tuple[float, str]:
@@ -141,8 +195,6 @@ def main(argv: list[str] | None = None) -> int:
     run = tyro.cli(BudgetRun, args=argv)
     run.out.mkdir(parents=True, exist_ok=True)
     try:
-        if (run.steps is None) == (run.minutes is None):
-            raise InputError("give exactly one budget: --steps N or --minutes M")
         result = execute(run)
     except Exception as error:  # any failure of any method becomes its row's one-line error
         (run.out / "error.log").write_text(traceback.format_exc())

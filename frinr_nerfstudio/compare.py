@@ -8,6 +8,7 @@ curves against step and time) and ``views.png`` (the same test views across meth
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -20,9 +21,12 @@ from rich.console import Console
 from frinr_core import io, plots
 from frinr_core.cli import Command
 from frinr_core.errors import InputError
+from frinr_nerfstudio.budgeted import BudgetRun
+from frinr_nerfstudio.datacheck import SCENE_CHECKS, auto_downscale, check_scene
 
 COLUMNS = ["method", "status", "psnr", "ssim", "lpips", "train_seconds", "train_rays_per_second",
-           "peak_memory_mb", "memory", "params", "steps", "checkpoint"]  # fmt: skip
+           "train_samples_per_ray", "render_seconds_per_view", "peak_memory_mb", "memory", "params", "steps",
+           "checkpoint"]  # fmt: skip
 
 
 @dataclass
@@ -45,63 +49,85 @@ class CompareConfig:
     (frinr-ngp, instant-ngp: a target number of samples per step) only start from it."""
     views: int = 3
     """Test views shown side by side in views.png."""
+    eval_views: int | None = None
+    """Evaluate every method on this many test views, evenly spaced over the test split (default: all). Rendering a
+    view of a real capture on a CPU can take minutes for some methods; the same views for everyone keep it fair."""
+    downscale: int | None = None
+    """Image downscale factor for nerfstudio-data captures (reads images_N/, as ns-process-data writes them); default:
+    nerfstudio's own choice (long side at most 1600 pixels), decided here once for every method and reported."""
     out: Path = Path("outputs/compare")
 
 
-def _validate(config: CompareConfig) -> str:
+def _validate(config: CompareConfig) -> tuple[str, int | None]:
+    """The dataparser and the downscale factor every method will use."""
     if config.data is None:
         raise InputError("--data is required: the scene directory to train on")
     if not config.data.is_dir():
         raise InputError(f"data directory not found: {config.data}")
-    if (config.steps is None) == (config.minutes is None):
-        raise InputError("give exactly one budget: --steps N or --minutes M")
-    if (config.steps is not None and config.steps < 1) or (config.minutes is not None and not config.minutes > 0):
-        raise InputError("the budget must be positive")
     if not config.methods or len(set(config.methods)) != len(config.methods):
         raise InputError(f"--methods must name distinct methods, got {list(config.methods)}")
-    if config.dataparser:
-        return config.dataparser
-    return "blender-data" if (config.data / "transforms_train.json").exists() else "nerfstudio-data"
+    dataparser = config.dataparser or (
+        "blender-data" if (config.data / "transforms_train.json").exists() else "nerfstudio-data"
+    )
+    if dataparser in SCENE_CHECKS:  # other parsers' scenes are their own children's business
+        check_scene(config.data, dataparser, config.downscale)
+    downscale = config.downscale
+    if downscale is None and dataparser == "nerfstudio-data":
+        downscale = auto_downscale(config.data)
+    return dataparser, downscale
 
 
-def _budget(config: CompareConfig) -> dict:
-    return {"steps": config.steps, "minutes": config.minutes, "seed": config.seed, "data": str(config.data.resolve()),
-            "rays_per_batch": config.rays_per_batch}  # fmt: skip
+def _run(config: CompareConfig, method: str, dataparser: str, downscale: int | None) -> BudgetRun:
+    run = BudgetRun(
+        method=method, data=config.data, out=config.out / method, dataparser=dataparser, steps=config.steps,
+        minutes=config.minutes, seed=config.seed, rays_per_batch=config.rays_per_batch, downscale=downscale,
+        eval_views=config.eval_views,
+    )  # fmt: skip
+    run.check()
+    return run
 
 
-def run_method(config: CompareConfig, method: str, dataparser: str) -> dict:
-    """Train and evaluate ``method`` in a child process, or reuse its finished result for the same budget."""
-    out = config.out / method
-    result_path, budget_path = out / "result.json", out / "budget.json"
+def _budget(run: BudgetRun) -> dict:
+    """What a finished run must share with this comparison to be kept."""
+    budget = {k: v for k, v in dataclasses.asdict(run).items() if k not in ("method", "out")}
+    return budget | {"data": str(run.data.resolve())}
+
+
+def run_method(run: BudgetRun) -> dict:
+    """Train and evaluate one method in a child process, or reuse its finished result for the same budget."""
+    result_path, budget_path = run.out / "result.json", run.out / "budget.json"
     if result_path.exists() and budget_path.exists():
         previous = json.loads(result_path.read_text())
-        if previous.get("status") == "ok" and json.loads(budget_path.read_text()) == _budget(config):
-            Console().print(f"[dim]{method}: finished earlier, kept ({result_path})[/dim]")
+        if previous.get("status") == "ok" and json.loads(budget_path.read_text()) == _budget(run):
+            Console().print(f"[dim]{run.method}: finished earlier, kept ({result_path})[/dim]")
             return previous
-    out.mkdir(parents=True, exist_ok=True)
-    budget_path.write_text(json.dumps(_budget(config)))
-    command = [sys.executable, "-m", "frinr_nerfstudio.budgeted", "--method", method, "--data", str(config.data),
-               "--dataparser", dataparser, "--seed", str(config.seed), "--out", str(out)]  # fmt: skip
-    command += ["--steps", str(config.steps)] if config.steps else ["--minutes", str(config.minutes)]
-    if config.rays_per_batch:
-        command += ["--rays-per-batch", str(config.rays_per_batch)]
-    Console().print(f"[bold]{method}[/bold]: training ({out / 'train.log'})")
-    with (out / "train.log").open("w") as log:
-        subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=False)
+    run.out.mkdir(parents=True, exist_ok=True)
+    budget_path.write_text(json.dumps(_budget(run)))
+    command = [sys.executable, "-m", "frinr_nerfstudio.budgeted", *run.argv()]
+    Console().print(f"[bold]{run.method}[/bold]: training ({run.out / 'train.log'})")
+    with (run.out / "train.log").open("w") as log:  # no stdin: nothing in a child may wait at a prompt
+        subprocess.run(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, check=False)
     if not result_path.exists():
-        return {"method": method, "status": "failed", "error": f"the run died without a result; see {out}/train.log"}
+        error = f"the run died without a result; see {run.out}/train.log"
+        return {"method": run.method, "status": "failed", "error": error}
     return json.loads(result_path.read_text())
 
 
 def run(config: CompareConfig) -> list[dict]:
-    dataparser = _validate(config)
+    dataparser, downscale = _validate(config)
+    runs = [_run(config, method, dataparser, downscale) for method in config.methods]
     config.out.mkdir(parents=True, exist_ok=True)
-    results = [run_method(config, method, dataparser) for method in config.methods]
+    results = [run_method(r) for r in runs]
     rows = [{k: v for k, v in r.items() if k != "curve"} for r in results]
-    io.write_json(config.out / "summary.json", {"budget": _budget(config), "dataparser": dataparser, "runs": rows})
+    setting = {"dataparser": dataparser, "downscale": downscale, "eval_views": config.eval_views}
+    io.write_json(config.out / "summary.json", {"budget": _budget(runs[0]), **setting, "runs": rows})
     table = io.markdown_table(rows, COLUMNS)
-    failures = "\n".join(f"- {r['method']}: {r['error']}" for r in results if r["status"] != "ok")
-    (config.out / "summary.md").write_text(f"{table}\n\n{failures}\n" if failures else table + "\n")
+    evaluated = next((r["eval_views"] for r in results if r["status"] == "ok"), None)
+    notes = [f"Images downscaled {downscale}× (nerfstudio-data reads images_{downscale}/)." if downscale else ""]
+    notes += [f"Evaluated on test views {evaluated} (the same for every method)." if evaluated is not None else ""]
+    notes += [f"- {r['method']}: {r['error']}" for r in results if r["status"] != "ok"]
+    text = "\n".join([table, "", *[n for n in notes if n]])
+    (config.out / "summary.md").write_text(text.rstrip() + "\n")
     finished = [r for r in results if r["status"] == "ok"]
     if finished:
         by_step = {r["method"]: [(s, p) for s, _, p in r["curve"]] for r in finished}
@@ -109,7 +135,7 @@ def run(config: CompareConfig) -> list[dict]:
         label = "train-batch PSNR (dB)"
         plots.curve_panels(config.out / "psnr.png", [("step", label, by_step), ("train seconds", label, by_time)])
         _plot_views(config.out / "views.png", config.out, finished, config.views)
-    Console().print(table + ("\n" + failures if failures else ""))
+    Console().print(text)
     return results
 
 

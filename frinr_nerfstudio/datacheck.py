@@ -30,6 +30,7 @@ from nerfstudio.data.dataparsers.base_dataparser import DataParserConfig
 from nerfstudio.data.dataparsers.blender_dataparser import Blender, BlenderDataParserConfig
 from nerfstudio.data.dataparsers.instant_ngp_dataparser import InstantNGP, InstantNGPDataParserConfig
 from nerfstudio.data.dataparsers.nerfstudio_dataparser import Nerfstudio, NerfstudioDataParserConfig
+from PIL import Image
 
 from frinr_core.errors import InputError
 
@@ -63,10 +64,12 @@ def _check_frames(meta: dict, path: Path) -> list[dict]:
     return frames
 
 
-def _check_images(paths: list[Path], listed_in: Path) -> None:
+def _check_images(paths: list[Path], listed_in: Path, also: str = "") -> None:
+    """``paths`` are the files a parser will open; the error names one of them as the JSON wrote it (``also``: the
+    other name a parser would have tried)."""
     missing = [p for p in paths if not p.is_file()]
     if missing:
-        raise InputError(f"{listed_in.name} lists {len(missing)} missing image file(s), e.g. {missing[0]}")
+        raise InputError(f"{listed_in.name} lists {len(missing)} missing image file(s), e.g. {missing[0]}{also}")
 
 
 def _data_directory(data: Path) -> None:
@@ -107,10 +110,29 @@ def _read_capture(data: Path, dataparser: str) -> tuple[Path, dict, list[dict]]:
     return path, meta, _check_frames(meta, path)
 
 
-def check_nerfstudio(data: Path, eval_mode: str = "fraction", train_split_fraction: float = 0.9) -> None:
+MAX_AUTO_RESOLUTION = 1600  # nerfstudio-data's: its automatic downscale keeps the long side at most this
+
+
+def auto_downscale(data: Path) -> int:
+    """The downscale factor nerfstudio-data picks by itself for a capture: the smallest power of two bringing the first
+    image's long side to 1600 pixels or less among the images_N/ folders that exist (ns-process-data writes 2, 4, 8)."""
+    path, meta, frames = _read_capture(Path(data), "nerfstudio-data")
+    first = path.parent / frames[0]["file_path"]
+    with Image.open(first) as image:
+        long_side = max(image.size)
+    factor = 1
+    while long_side / factor > MAX_AUTO_RESOLUTION and (path.parent / f"images_{factor * 2}" / first.name).is_file():
+        factor *= 2
+    return factor
+
+
+def check_nerfstudio(
+    data: Path, eval_mode: str = "fraction", train_split_fraction: float = 0.9, downscale_factor: int | None = None
+) -> None:
     """A nerfstudio-data capture: transforms.json (or the JSON itself) with intrinsics, frames and images.
 
-    ``eval_mode`` and ``train_split_fraction`` are the dataparser's, to check that an eval split exists.
+    ``eval_mode`` and ``train_split_fraction`` are the dataparser's, to check that an eval split exists;
+    ``downscale_factor`` N > 1 reads every image from images_N/ (as the parser does), so those must exist.
     """
     path, meta, frames = _read_capture(Path(data), "nerfstudio-data")
     for i, frame in enumerate(frames):
@@ -118,6 +140,12 @@ def check_nerfstudio(data: Path, eval_mode: str = "fraction", train_split_fracti
         if missing:
             raise InputError(f"malformed {path}: frame {i} has no {', '.join(missing)} (nor has the file)")
     _check_images([path.parent / frame["file_path"] for frame in frames], path)
+    if downscale_factor is not None and downscale_factor < 1:
+        raise InputError(f"the downscale factor must be a positive integer, got {downscale_factor}")
+    if downscale_factor and downscale_factor > 1:
+        folder = path.parent / f"images_{downscale_factor}"
+        scaled = [folder / Path(frame["file_path"]).name for frame in frames]
+        _check_images(scaled, path, f" (downscale {downscale_factor} reads {folder.name}/; ns-process-data writes it)")
     if any(f"{split}_filenames" in meta for split in BLENDER_SPLITS):
         for split in BLENDER_SPLITS:
             if not isinstance(meta.get(f"{split}_filenames"), list) or not meta[f"{split}_filenames"]:
@@ -136,7 +164,8 @@ def check_instant_ngp(data: Path, eval_mode: str = "fraction", train_split_fract
     if not any(key in meta for key in ("fl_x", "x_fov", "camera_angle_x")):
         raise InputError(f"malformed {path}: needs a focal length (fl_x, x_fov or camera_angle_x)")
     images = [path.parent / frame["file_path"] for frame in frames]
-    _check_images([p if p.is_file() else p.with_name(p.name + ".png") for p in images], path)
+    missing = [p for p in images if not p.is_file() and not p.with_name(p.name + ".png").is_file()]
+    _check_images(missing, path, " (nor with .png appended, which instant-ngp-data also tries)")
     if eval_mode == "fraction":
         n_eval = len(frames) - math.ceil(len(frames) * train_split_fraction)
         if n_eval < 2:
@@ -146,12 +175,24 @@ def check_instant_ngp(data: Path, eval_mode: str = "fraction", train_split_fract
             )
 
 
-def check_scene(data: Path, dataparser: str) -> None:
-    """Raise :class:`InputError` with a one-line message if nerfstudio's ``dataparser`` cannot use ``data``."""
-    checks = {"blender-data": check_blender, "nerfstudio-data": check_nerfstudio, "instant-ngp-data": check_instant_ngp}
-    if dataparser not in checks:
-        raise InputError(f"unknown dataparser {dataparser!r}; choose from {', '.join(checks)}")
-    checks[dataparser](Path(data))
+SCENE_CHECKS = {
+    "blender-data": check_blender,
+    "nerfstudio-data": check_nerfstudio,
+    "instant-ngp-data": check_instant_ngp,
+}
+
+
+def check_scene(data: Path, dataparser: str, downscale: int | None = None) -> None:
+    """Raise :class:`InputError` with a one-line message if nerfstudio's ``dataparser`` cannot use ``data`` (read with
+    ``downscale``, for nerfstudio-data)."""
+    if dataparser not in SCENE_CHECKS:
+        raise InputError(f"unknown dataparser {dataparser!r}; choose from {', '.join(SCENE_CHECKS)}")
+    if dataparser == "nerfstudio-data":
+        check_nerfstudio(Path(data), downscale_factor=downscale)
+    elif downscale is not None:
+        raise InputError(f"{dataparser} has no downscale option; drop --downscale")
+    else:
+        SCENE_CHECKS[dataparser](Path(data))
 
 
 class CheckedBlender(Blender):
@@ -166,7 +207,7 @@ class CheckedNerfstudio(Nerfstudio):
     """nerfstudio's nerfstudio-data parser, validating the capture when it is set up."""
 
     def __init__(self, config: NerfstudioDataParserConfig):
-        check_nerfstudio(config.data, config.eval_mode, config.train_split_fraction)
+        check_nerfstudio(config.data, config.eval_mode, config.train_split_fraction, config.downscale_factor)
         super().__init__(config)
 
 

@@ -115,9 +115,9 @@ INSTANT_NGP_CASES = {  # (images in the capture, transforms.json changes (None d
     "no focal length": (20, {"fl_x": None}, "needs a focal length"),
     "missing image": (
         20,
-        {"frames": [{"file_path": "images/gone", "transform_matrix": torch.eye(4).tolist()}] * 20},
-        r"20 missing image file\(s\), e.g. .*gone.png",
-    ),  # stock: logged, skipped, training goes on without them
+        {"frames": [{"file_path": "images/0005.jpg", "transform_matrix": torch.eye(4).tolist()}] * 20},
+        r"20 missing image file\(s\), e.g. \S*/images/0005.jpg \(nor with .png appended",
+    ),  # stock: logged, skipped, training goes on without them; the path named is the one the JSON wrote
     "one-image test split": (12, {}, "would have 1 test image"),
 }
 
@@ -170,3 +170,35 @@ def test_explicit_blender_data_subcommand_is_checked_too(good: Path, tmp_path: P
     assert result.returncode != 0 and "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("frinr: error:")]
     assert len(errors) == 1 and "missing image file" in errors[0] and "r_1.png" in errors[0]
+
+
+def test_downscaled_images_must_exist_and_auto_downscale_picks_what_nerfstudio_would(
+    good: Path, tmp_path: Path
+) -> None:
+    """ns-process-data writes images_2/4/8; nerfstudio-data with a factor N reads every image from images_N/."""
+    from PIL import Image
+
+    from frinr_nerfstudio.datacheck import auto_downscale
+
+    data = _nerfstudio_capture(good, tmp_path / "capture")
+    assert auto_downscale(data) == 1  # small images: no downscale
+    with pytest.raises(InputError, match=r"missing image file.*downscale 2 reads images_2/") as error:
+        check_scene(data, "nerfstudio-data", downscale=2)
+    assert "\n" not in str(error.value)
+    with pytest.raises(InputError, match="images_2/"):
+        use_checked_parser(NerfstudioDataParserConfig(data=data, downscale_factor=2)).setup()
+    with pytest.raises(InputError, match="blender-data has no downscale"):
+        check_scene(good, "blender-data", downscale=2)
+
+    frames = json.loads((data / "transforms.json").read_text())["frames"]
+    first = data / frames[0]["file_path"]
+    Image.new("RGB", (3400, 1700)).save(first)  # a phone-sized first image: 3400 px > 1600
+    assert auto_downscale(data) == 1  # no images_2/ to read: nerfstudio keeps full resolution
+    for factor in (2, 4):
+        (data / f"images_{factor}").mkdir()
+        for frame in frames:
+            Image.new("RGB", (3400 // factor, 1700 // factor)).save(
+                data / f"images_{factor}" / Path(frame["file_path"]).name
+            )
+    assert auto_downscale(data) == 4  # 3400 / 2 > 1600, 3400 / 4 <= 1600
+    check_scene(data, "nerfstudio-data", downscale=4)

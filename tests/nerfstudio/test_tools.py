@@ -12,12 +12,13 @@ from conftest import ns
 
 from frinr_core import FourierLinear
 from frinr_core.cli import main
+from frinr_core.errors import InputError
 
 
 def test_compare_isolates_failures_writes_summaries_and_resumes(tiny_scene: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "cmp"
-    args = ["compare", "--methods", "no-such-method", "frinr-ngp", "nerfacto", "--data", str(tiny_scene),
-            "--steps", "3", "--rays-per-batch", "64", "--views", "2", "--out", str(out)]  # fmt: skip
+    args = ["compare", "--methods", "no-such-method", "frinr-ngp", "nerfacto", "--data", str(tiny_scene), "--steps",
+            "3", "--rays-per-batch", "64", "--views", "2", "--eval-views", "1", "--out", str(out)]  # fmt: skip
     assert main(args) == 0
     summary = json.loads((out / "summary.json").read_text())
     rows = {row["method"]: row for row in summary["runs"]}
@@ -26,6 +27,7 @@ def test_compare_isolates_failures_writes_summaries_and_resumes(tiny_scene: Path
     assert row["status"] == "ok" and row["steps"] == 3 and 0 < row["psnr"] < 60 and row["params"] > 0
     assert row["train_rays_per_second"] > 0 and row["peak_memory_mb"] > 0 and Path(row["checkpoint"]).exists()
     assert row["memory"] == "host (max RSS)"  # a CPU run: the process's resident memory
+    assert row["eval_views"] == [0] and row["render_seconds_per_view"] > 0 and summary["eval_views"] == 1
     saved = yaml.load(Path(row["config"]).read_text(), Loader=yaml.Loader)  # loadable outside the training process
     assert saved.method_name == "frinr-ngp" and saved._target.__module__ == "nerfstudio.engine.trainer"
     builtin = rows["nerfacto"]  # a built-in method: moved to the CPU, torch encodings, LPIPS n/a offline
@@ -33,6 +35,7 @@ def test_compare_isolates_failures_writes_summaries_and_resumes(tiny_scene: Path
     assert builtin["lpips"] is None or 0 <= builtin["lpips"] <= 1
     markdown = (out / "summary.md").read_text()
     assert "| frinr-ngp |" in markdown and "no-such-method: " in markdown
+    assert "Evaluated on test views [0] (the same for every method)" in markdown
     for figure in ("psnr.png", "views.png"):
         assert (out / figure).stat().st_size > 0
 
@@ -42,6 +45,23 @@ def test_compare_isolates_failures_writes_summaries_and_resumes(tiny_scene: Path
     assert "finished earlier" in capsys.readouterr().out
     for method, mtime in finished.items():
         assert (out / method / "result.json").stat().st_mtime_ns == mtime  # kept, not retrained
+
+
+def test_each_child_gets_the_comparisons_settings_on_its_command_line(tiny_capture: Path) -> None:
+    """frinr compare passes every setting explicitly (the downscale factor it decided too): nothing is left for a child
+    to choose, or to ask about at a prompt."""
+    import tyro
+
+    from frinr_nerfstudio.budgeted import BudgetRun, configure
+
+    run = BudgetRun(method="frinr-ngp", data=tiny_capture, out=Path("out"), dataparser="nerfstudio-data", minutes=1.5,
+                    downscale=2, eval_views=3)  # fmt: skip
+    assert tyro.cli(BudgetRun, args=run.argv()) == run
+    assert configure(run).pipeline.datamanager.dataparser.downscale_factor == 2
+    with pytest.raises(InputError, match="blender-data has no downscale option"):
+        configure(BudgetRun(method="frinr-ngp", data=tiny_capture, out=Path("out"), steps=1, downscale=2))
+    with pytest.raises(InputError, match="exactly one budget"):
+        BudgetRun(method="frinr-ngp", data=tiny_capture, out=Path("out"), steps=1, minutes=1.0).check()
 
 
 @pytest.mark.parametrize(("args", "message"), [([], "--data is required"), (["--data", "/no/such/dir"], "not found")])
