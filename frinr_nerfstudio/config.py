@@ -59,6 +59,14 @@ class FrinrTrainerConfig(TrainerConfig):
         super().save_config()
 
 
+def camera_opt() -> dict:
+    """nerfacto's optimizer for the pose refinement (used when a model's camera_optimizer is on)."""
+    return {
+        "optimizer": AdamOptimizerConfig(lr=1e-3, eps=1e-15),
+        "scheduler": ExponentialDecaySchedulerConfig(lr_final=1e-4, max_steps=5000),
+    }
+
+
 def ngp_trainer_config(method_name: str, *, fr: bool) -> TrainerConfig:
     """The shared ``TrainerConfig``; ``fr`` turns both heads' FourierLinear layers on or off."""
     cuda = torch.cuda.is_available()
@@ -83,7 +91,8 @@ def ngp_trainer_config(method_name: str, *, fr: bool) -> TrainerConfig:
             "fields": {
                 "optimizer": AdamOptimizerConfig(lr=1e-2, eps=1e-15),
                 "scheduler": ExponentialDecaySchedulerConfig(lr_final=1e-4, max_steps=200000),
-            }
+            },
+            "camera_opt": camera_opt(),
         },
         viewer=ViewerConfig(num_rays_per_chunk=1 << 12),
         vis="viewer",
@@ -140,7 +149,7 @@ def dvgo_trainer_config(method_name: str, *, fr: bool) -> TrainerConfig:
             ),
             model=model,
         ),
-        optimizers={"grids": _adam(1e-1, steps), "mlps": _adam(1e-3, steps)},
+        optimizers={"grids": _adam(1e-1, steps), "mlps": _adam(1e-3, steps), "camera_opt": camera_opt()},
         viewer=ViewerConfig(num_rays_per_chunk=1 << 12),
         vis="viewer",
     )

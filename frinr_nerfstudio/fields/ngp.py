@@ -11,15 +11,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+import torch
 from nerfstudio.cameras.rays import RaySamples
 from nerfstudio.configs.base_config import InstantiateConfig
 from nerfstudio.field_components.activations import trunc_exp
-from nerfstudio.field_components.encodings import SHEncoding
+from nerfstudio.field_components.embedding import Embedding
 from nerfstudio.field_components.field_heads import FieldHeadNames
 from nerfstudio.field_components.spatial_distortions import SceneContraction
 from nerfstudio.fields.base_field import Field
 from torch import Tensor
 
+from frinr_nerfstudio.field_components.directions import DirectionEncoding
 from frinr_nerfstudio.field_components.hash_encoding import CPUHashEncoding
 from frinr_nerfstudio.heads import ColourHead, DensityHead, HeadConfig
 
@@ -45,6 +47,9 @@ class NGPFieldConfig(InstantiateConfig):
     """Geometry features passed from the density head to the colour head."""
     density_head: HeadConfig = field(default_factory=lambda: HeadConfig(hidden_layers=0, fr=True, fr_layers=(0,)))
     colour_head: HeadConfig = field(default_factory=lambda: HeadConfig(hidden_layers=1, fr=True))
+    appearance_embedding_dim: int = 0
+    """Per-image appearance embedding fed to the colour head, for captures whose exposure changes between images
+    (nerfacto's: 32); 0: none. Views not trained on (the test split) get the mean embedding."""
     implementation: Literal["auto", "tcnn", "torch"] = "auto"
     """Hash and SH encodings: tcnn needs tinycudann and the model on CUDA; auto picks it when both are there (resolved
     by the model config's ``settle``, see :mod:`frinr_nerfstudio.backends`)."""
@@ -53,7 +58,7 @@ class NGPFieldConfig(InstantiateConfig):
 class NGPField(Field):
     """Density and colour at sample points; only the two heads differ between FR and baseline."""
 
-    def __init__(self, config: NGPFieldConfig, aabb: Tensor, contract: bool = False) -> None:
+    def __init__(self, config: NGPFieldConfig, aabb: Tensor, contract: bool = False, num_images: int = 1) -> None:
         super().__init__()
         self.config = config
         self.register_buffer("aabb", aabb.clone())  # (2, 3)
@@ -64,9 +69,12 @@ class NGPField(Field):
             log2_hashmap_size=config.log2_hashmap_size, features_per_level=config.features_per_level,
             implementation=impl,
         )  # fmt: skip
-        self.direction_encoding = SHEncoding(levels=4, implementation=impl)
+        self.direction_encoding = DirectionEncoding(levels=4, implementation=impl)
+        appearance = config.appearance_embedding_dim
+        self.appearance = Embedding(num_images, appearance) if appearance > 0 else None
         self.density_head = DensityHead(self.encoding.get_out_dim(), config.geo_features, config.density_head)
-        self.colour_head = ColourHead(self.direction_encoding.get_out_dim(), config.geo_features, config.colour_head)
+        view_features = self.direction_encoding.get_out_dim() + appearance
+        self.colour_head = ColourHead(view_features, config.geo_features, config.colour_head)
 
     def unit_positions(self, positions: Tensor) -> tuple[Tensor, Tensor]:
         """World positions (..., 3) -> hash-grid coordinates in [0, 1] (..., 3) and an inside mask (..., 1)."""
@@ -95,8 +103,14 @@ class NGPField(Field):
     def get_outputs(self, ray_samples: RaySamples, density_embedding: Tensor | None = None) -> dict:
         assert density_embedding is not None
         directions = ray_samples.frustums.directions.reshape(-1, 3)  # (N, 3) unit vectors
-        if self.direction_encoding.tcnn_encoding is not None:
-            directions = (directions + 1) / 2  # tcnn's SH takes directions in [0, 1]^3
-        encoded = self.direction_encoding(directions).to(density_embedding.dtype)
+        encoded = self.direction_encoding(directions).to(density_embedding.dtype)  # (N, 16)
+        if self.appearance is not None:
+            encoded = torch.cat([encoded, self.appearance_of(ray_samples).to(encoded.dtype)], dim=-1)
         rgb = self.colour_head(encoded, density_embedding.reshape(encoded.shape[0], -1))
         return {FieldHeadNames.RGB: rgb.view(*ray_samples.frustums.directions.shape[:-1], 3)}
+
+    def appearance_of(self, ray_samples: RaySamples) -> Tensor:
+        """(N, appearance_embedding_dim): each training image's own embedding, the mean one for other views."""
+        if self.training:
+            return self.appearance(ray_samples.camera_indices.reshape(-1))
+        return self.appearance.mean(dim=0).expand(ray_samples.frustums.directions.reshape(-1, 3).shape[0], -1)

@@ -13,11 +13,12 @@ the colour of samples whose weight is negligible (:meth:`colour_threshold`), whi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 import nerfacc
 import torch
+from nerfstudio.cameras.camera_optimizers import CameraOptimizerConfig
 from nerfstudio.cameras.rays import RayBundle, RaySamples
 from nerfstudio.data.dataparsers.base_dataparser import DataParserConfig
 from nerfstudio.data.dataparsers.blender_dataparser import BlenderDataParserConfig
@@ -32,6 +33,7 @@ from torchmetrics.functional.image import peak_signal_noise_ratio
 from frinr_core import metrics
 from frinr_core.errors import InputError
 from frinr_nerfstudio import backends
+from frinr_nerfstudio.field_components.background import BackgroundField
 from frinr_nerfstudio.samplers import (
     NerfaccOccGrid,
     OccupancySampler,
@@ -58,9 +60,14 @@ class OccupancyModelConfig(ModelConfig):
     without one takes off."""
     near_plane: float = 0.05
     far_plane: float = 1e3
-    background_color: Literal["random", "black", "white"] = "white"
-    """White matches blender-data, which composites its RGBA images on white; the occupancy grid can
-    then keep empty space empty. 'random' needs RGBA ground truth (e.g. blender-data --alpha-color None)."""
+    background_color: Literal["random", "black", "white", "learned"] = "white"
+    """What a ray sees after the grid. White matches blender-data, which composites its RGBA images on white; the
+    occupancy grid can then keep empty space empty. 'random' needs RGBA ground truth (e.g. blender-data --alpha-color
+    None). 'learned': a colour per direction (an environment map), for real captures, whose far surroundings would
+    otherwise have to be painted as density inside the grid."""
+    camera_optimizer: CameraOptimizerConfig = field(default_factory=lambda: CameraOptimizerConfig(mode="off"))
+    """nerfstudio's pose refinement (as nerfacto's, mode SO3xR3), for captures whose poses are noisy; trains in the
+    'camera_opt' parameter group."""
     occupancy_backend: Literal["auto", "nerfacc", "torch"] = "auto"
     """nerfacc's CUDA estimator, the pure-torch one, or auto: nerfacc when the model is on CUDA and nerfacc's kernels
     load. Resolved when the run's config is saved, so a run loads with the grid it was trained with (a nerfacc grid
@@ -98,7 +105,10 @@ class OccupancyModel(Model):
 
     def populate_modules(self) -> None:
         super().populate_modules()
-        self.renderer_rgb = RGBRenderer(background_color=self.config.background_color)
+        learned = self.config.background_color == "learned"
+        self.background = BackgroundField() if learned else None  # then rendered on black, the learned colour added
+        self.renderer_rgb = RGBRenderer(background_color="black" if learned else self.config.background_color)
+        self.camera_optimizer = self.config.camera_optimizer.setup(num_cameras=self.num_train_data, device="cpu")
         self.renderer_accumulation = AccumulationRenderer()
         self.renderer_depth = DepthRenderer(method="expected")
         self.rgb_loss = MSELoss()
@@ -131,6 +141,14 @@ class OccupancyModel(Model):
                 f"unexpected {unexpected[:3]}{' …' * (len(unexpected) > 3)}"
             )
         return super().load_state_dict(state_dict, strict=True, assign=assign)
+
+    def with_rendering_params(self, groups: dict[str, list], mlp_group: str) -> dict[str, list]:
+        """``groups`` plus what the shared rendering trains: the learned background (with the MLPs of ``mlp_group``)
+        and the camera optimizer (its own 'camera_opt' group, when on)."""
+        if self.background is not None:
+            groups[mlp_group] = groups[mlp_group] + list(self.background.parameters())
+        self.camera_optimizer.get_param_groups(groups)
+        return groups
 
     def checkpoint_mismatch(self, missing: list[str], unexpected: list[str]) -> str | None:
         """What a checkpoint whose keys do not fit means, when a subclass can tell (e.g. another backend)."""
@@ -167,6 +185,8 @@ class OccupancyModel(Model):
 
     def get_outputs(self, ray_bundle: RayBundle) -> dict[str, Tensor]:
         num_rays = len(ray_bundle)
+        if self.training:
+            self.camera_optimizer.apply_to_raybundle(ray_bundle)  # nothing when its mode is off
         with torch.no_grad():
             ray_samples, ray_indices = self.sampler(
                 ray_bundle=ray_bundle,
@@ -189,6 +209,8 @@ class OccupancyModel(Model):
             weights=weights, ray_samples=ray_samples, ray_indices=ray_indices, num_rays=num_rays
         )
         accumulation = self.renderer_accumulation(weights=weights, ray_indices=ray_indices, num_rays=num_rays)
+        if self.background is not None:  # what is left of each ray sees the learned background
+            rgb = rgb + (1 - accumulation) * self.background(ray_bundle.directions).to(rgb.dtype)
         samples_per_ray = torch.zeros(num_rays, dtype=torch.long, device=ray_indices.device)
         outputs = {
             "rgb": rgb,
@@ -213,7 +235,10 @@ class OccupancyModel(Model):
             pred_accumulation=outputs["accumulation"],
             gt_image=batch["image"].to(self.device),
         )
-        return {"rgb_loss": self.rgb_loss(image, pred_rgb)}
+        losses = {"rgb_loss": self.rgb_loss(image, pred_rgb)}
+        if self.training:
+            self.camera_optimizer.get_loss_dict(losses)  # its pose regularizer, when on
+        return losses
 
     def get_image_metrics_and_images(self, outputs: dict, batch: dict) -> tuple[dict[str, float], dict[str, Tensor]]:
         """PSNR and SSIM (torchmetrics), and LPIPS when its AlexNet weights are available (built on first use)."""

@@ -165,7 +165,7 @@ class DVGOModel(OccupancyModel):
         heads = list(self.field.rgbnet.parameters())
         if self.field.density_head is not None:
             heads += list(self.field.density_head.parameters())
-        return {"grids": grids, "mlps": heads}
+        return self.with_rendering_params({"grids": grids, "mlps": heads}, "mlps")
 
     # -- schedule ------------------------------------------------------------------------------------
 

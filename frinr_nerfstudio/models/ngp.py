@@ -57,7 +57,9 @@ class NGPModel(OccupancyModel):
     def populate_modules(self) -> None:
         super().populate_modules()
         self.config.settle(None, self.kwargs.get("device", "cpu"))  # a no-op for a pipeline's (settled) config
-        self.field = self.config.field.setup(aabb=self.scene_box.aabb, contract=self.config.contraction == "on")
+        self.field = self.config.field.setup(
+            aabb=self.scene_box.aabb, contract=self.config.contraction == "on", num_images=self.num_train_data
+        )
         aabb = self.scene_box.aabb.flatten()  # (6,)
         if self.config.render_step_size is None:  # ~1000 steps across the box, as nerfstudio's instant-ngp
             self.config.render_step_size = float((aabb[3:] - aabb[:3]).norm()) / 1000
@@ -104,4 +106,4 @@ class NGPModel(OccupancyModel):
         return None
 
     def get_param_groups(self) -> dict[str, list[torch.nn.Parameter]]:
-        return {"fields": list(self.field.parameters())}
+        return self.with_rendering_params({"fields": list(self.field.parameters())}, "fields")

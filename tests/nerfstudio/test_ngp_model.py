@@ -119,3 +119,64 @@ def test_contraction_keeps_the_box_and_squeezes_the_outside() -> None:
     unit, inside = plain.unit_positions(points)
     torch.testing.assert_close(unit[:2], (points[:2] / 1.5 + 1) / 2)
     assert inside[:, 0].tolist() == [True, True, False]
+
+
+def capture_model(**settings) -> NGPModel:
+    """The small model with the features for real captures switched as given."""
+    field = NGPFieldConfig(
+        num_levels=4, log2_hashmap_size=12, max_res=64, appearance_embedding_dim=settings.pop("app", 0)
+    )
+    config = NGPModelConfig(field=field, grid_resolution=16, grid_levels=2, render_step_size=0.05, contraction="on",
+                            **settings)  # fmt: skip
+    return config.setup(scene_box=SceneBox(torch.tensor([[-1.5] * 3, [1.5] * 3])), num_train_data=4)
+
+
+def test_learned_background_is_what_empty_rays_see_and_it_trains() -> None:
+    torch.manual_seed(0)
+    model = capture_model(background_color="learned").train()
+    model.occupancy_grid.binaries.fill_(False)  # nothing in the grid: every ray sees only the background
+    bundle = rays(32)
+    outputs = model(bundle)
+    torch.testing.assert_close(outputs["rgb"], model.background(bundle.directions))
+    assert outputs["rgb"].std(dim=0).sum() > 0  # a colour per direction, not one colour
+    (outputs["rgb"] - 0.8).pow(2).mean().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.background.parameters())
+    assert set(map(id, model.background.parameters())) <= set(map(id, model.get_param_groups()["fields"]))
+
+
+def test_appearance_embedding_per_training_image_and_mean_for_other_views() -> None:
+    torch.manual_seed(0)
+    model = capture_model(app=8).train()
+    with torch.no_grad():
+        model.field.appearance.embedding.weight.normal_()
+    bundle = rays(16)
+    colours = []
+    for camera in (0, 1):
+        bundle.camera_indices = torch.full((16, 1), camera)
+        colours.append(model(bundle)["rgb"])
+    assert not torch.allclose(colours[0], colours[1])  # each image its own appearance
+    model.eval()
+    with torch.no_grad():
+        bundle.camera_indices = torch.full((16, 1), 3)
+        seen = model(bundle)["rgb"]
+        bundle.camera_indices = torch.full((16, 1), 0)
+        torch.testing.assert_close(model(bundle)["rgb"], seen)  # outside training: the mean, whatever the index
+
+
+def test_camera_optimizer_refines_poses_in_its_own_group() -> None:
+    from nerfstudio.cameras.camera_optimizers import CameraOptimizerConfig
+
+    torch.manual_seed(0)
+    model = capture_model(camera_optimizer=CameraOptimizerConfig(mode="SO3xR3")).train()
+    groups = model.get_param_groups()
+    assert set(groups) == {"fields", "camera_opt"}
+    with torch.no_grad():
+        model.camera_optimizer.pose_adjustment.normal_(std=0.05)
+    bundle = rays(16)
+    before = bundle.origins.clone()
+    outputs = model(bundle)
+    assert not torch.allclose(bundle.origins, before)  # training rays come from the refined poses
+    losses = model.get_loss_dict(outputs, {"image": torch.full((16, 3), 0.5)})
+    assert "camera_opt_regularizer" in losses
+    sum(losses.values()).backward()
+    assert groups["camera_opt"][0].grad.abs().sum() > 0
