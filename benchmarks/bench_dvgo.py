@@ -1,6 +1,6 @@
 """frinr-dvgo vs frinr-dvgo-baseline vs frinr-ngp on lego after the same wall-clock budget, on this CPU.
 
-Each method trains in its own process through :mod:`frinr_nerfstudio.budgeted` (same seed, same budget,
+Each method trains in its own process through :mod:`frinr_nerfstudio.tools.budgeted` (same seed, same budget,
 evaluated on the test split); the DVGO methods use :func:`cpu_recipe`, DVGO's schedule shrunk to what a
 CPU does in minutes (DVGO's defaults — 25k steps of 8192 rays on 100³/160³ grids — take hours here).
 Reports test PSNR / SSIM, train rays/s, seconds per step (FR / baseline ratio, target ≤ 1.05×) and peak memory.
@@ -17,10 +17,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks.nerf import interleaved_step_times
+from benchmarks.nerf import DATA, interleaved_step_times
 from benchmarks.report import publish
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 METHODS = ("frinr-dvgo", "frinr-dvgo-baseline", "frinr-ngp")
 
 
@@ -36,7 +35,7 @@ def cpu_recipe(config) -> None:
 
 def run_one(argv: list[str]) -> int:
     """One budgeted run (``python -m benchmarks.bench_dvgo run --method ... <budgeted options>``)."""
-    from frinr_nerfstudio import budgeted
+    from frinr_nerfstudio.tools import budgeted
 
     configure = budgeted.configure
 

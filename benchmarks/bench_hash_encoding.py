@@ -16,7 +16,7 @@ import torch
 from nerfstudio.field_components.encodings import HashEncoding
 
 from benchmarks.report import publish
-from frinr_nerfstudio.field_components.hash_encoding import CPUHashEncoding, cpu_kernel_available
+from frinr_nerfstudio.method.field_components.hash_encoding import CPUHashEncoding, cpu_kernel_available
 
 SETTINGS = {"num_levels": 16, "min_res": 16, "max_res": 2048, "log2_hashmap_size": 19, "implementation": "torch"}
 

@@ -15,10 +15,9 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.nerf import interleaved_step_times
+from benchmarks.nerf import DATA, interleaved_step_times
 from benchmarks.report import publish
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 METHODS = ("frinr-ngp", "frinr-ngp-baseline", "nerfacto")
 
 
@@ -43,9 +42,9 @@ def render_times(fr_config: Path, baseline_config: Path, rounds: int) -> str:
     from nerfstudio.utils.eval_utils import eval_setup
 
     from frinr_core import fold_fourier_layers
-    from frinr_nerfstudio import compat
+    from frinr_nerfstudio.nerfstudio_fixes.lpips import offline_lpips
 
-    with compat.offline_lpips():
+    with offline_lpips():
         pipelines = {name: eval_setup(path, test_mode="test")[1] for name, path in
                      (("FR", fr_config), ("FR folded", fr_config), ("baseline", baseline_config))}  # fmt: skip
     fold_fourier_layers(pipelines["FR folded"].model)
@@ -87,7 +86,7 @@ def field_step_times(samples: int, rounds: int) -> dict[str, float]:
 
 
 def main() -> None:
-    from frinr_nerfstudio.compare import CompareConfig, run
+    from frinr_nerfstudio.tools.compare import CompareConfig, run
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--minutes", type=float, default=10.0)

@@ -1,8 +1,11 @@
-"""What the NeRF benchmarks share: interleaved step timing of nerfstudio methods in one process."""
+"""What the NeRF benchmarks share: settings by dotted path, one-process-per-run pools, interleaved step timing."""
 
 from __future__ import annotations
 
 import copy
+import functools
+import json
+import multiprocessing
 import statistics
 import time
 from collections.abc import Callable
@@ -10,23 +13,46 @@ from pathlib import Path
 
 from nerfstudio.engine.callbacks import TrainingCallbackLocation
 
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def apply(config, overrides: dict) -> None:
+    """Set ``overrides`` ({dotted path: value}) on a (nested dataclass) config, in place; unknown paths are errors."""
+    for path, value in overrides.items():
+        *parents, name = path.split(".")
+        target = functools.reduce(getattr, parents, config)
+        if not hasattr(target, name):
+            raise KeyError(f"{type(config).__name__} has no setting {path}")
+        setattr(target, name, value)
+
+
+def run_in_pool(run_one: Callable, jobs: list[tuple], processes: int, report_only: bool = False) -> list[dict]:
+    """``run_one(job + (threads,))`` for every job, each in a fresh process, ``processes`` at a time, the cores shared
+    among them; the job's last element is its output directory. ``report_only``: just the finished results."""
+    if report_only:
+        return [json.loads((job[-1] / "result.json").read_text()) for job in jobs if (job[-1] / "result.json").exists()]
+    threads = max(1, multiprocessing.cpu_count() // processes)
+    with multiprocessing.get_context("spawn").Pool(processes, maxtasksperchild=1) as pool:
+        return pool.map(run_one, [(*job, threads) for job in jobs], chunksize=1)
+
 
 def make_trainer(method: str, scene: Path, recipe: Callable | None = None):
     """A set-up nerfstudio Trainer of ``method`` on the Blender scene ``scene``, on this machine's device."""
     from nerfstudio.configs.method_configs import all_methods
     from nerfstudio.data.dataparsers.blender_dataparser import BlenderDataParserConfig
 
-    from frinr_nerfstudio import compat
+    from frinr_nerfstudio.nerfstudio_fixes.lpips import offline_lpips
+    from frinr_nerfstudio.nerfstudio_fixes.machine import adapt_to_machine
 
     config = copy.deepcopy(all_methods[method])
     config.set_timestamp()
     config.output_dir, config.vis = Path("outputs/bench_overhead"), "tensorboard"
     config.pipeline.datamanager.dataparser = BlenderDataParserConfig(data=scene)
-    compat.adapt_to_machine(config)
+    adapt_to_machine(config)
     if recipe is not None:
         recipe(config)
     trainer = config.setup(local_rank=0, world_size=1)
-    with compat.offline_lpips():
+    with offline_lpips():
         trainer.setup()
     return trainer
 

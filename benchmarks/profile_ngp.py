@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
-from benchmarks.nerf import make_trainer, run_step
-from frinr_nerfstudio import samplers
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from benchmarks.nerf import DATA, make_trainer, run_step
+from frinr_nerfstudio.method import samplers
 
 
 def instrument_sampler() -> dict:

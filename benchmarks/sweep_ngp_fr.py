@@ -3,8 +3,8 @@
 At equal work an FR step costs about what a baseline step does (BENCHMARKS.md: 1.04× for the field's forward +
 backward on the same samples), so a step budget stands in for the wall-clock one and, unlike it, is not shifted by
 machine load; the gain is the mean over seeds of each variant's difference to the baseline run of the same seed.
-Each run is ``frinr_nerfstudio.budgeted`` in its own process; finished runs in ``--out`` are reused. Two jobs of one
-thread each use this 2-core machine about as well as one job of two.
+Each run is ``frinr_nerfstudio.tools.budgeted`` in its own process; finished runs in ``--out`` are reused. Two jobs
+of one thread each use this 2-core machine about as well as one job of two.
 
     .venv/bin/python -m benchmarks.sweep_ngp_fr --steps 400 --seeds 42 1 2 --jobs 2
     .venv/bin/python -m benchmarks.sweep_ngp_fr --seeds 42 1 --report   # tabulate what has run so far
@@ -13,15 +13,12 @@ thread each use this 2-core machine about as well as one job of two.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
-import multiprocessing
 import statistics
 from pathlib import Path
 
+from benchmarks.nerf import DATA, apply, run_in_pool
 from benchmarks.report import publish
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 PAPER = {"density_head.fr": False, "colour_head.fr": True}  # FR colour layer 1: L = H = 32, P = 64, alpha 0.01
 VARIANTS: dict[str, dict] = {
@@ -44,21 +41,12 @@ VARIANTS: dict[str, dict] = {
 """Settings of frinr-ngp's ``NGPFieldConfig`` (dotted paths) per variant; every variant says which heads are FR."""
 
 
-def apply(field_config, overrides: dict) -> None:
-    for path, value in overrides.items():
-        *parents, name = path.split(".")
-        target = functools.reduce(getattr, parents, field_config)
-        if not hasattr(target, name):
-            raise KeyError(f"NGPFieldConfig has no setting {path}")
-        setattr(target, name, value)
-
-
 def run_one(job: tuple[str, int, int, Path, int]) -> dict:
     """Train and evaluate one variant for one seed in this (fresh) process."""
     variant, seed, steps, out, threads = job
     import torch
 
-    from frinr_nerfstudio.budgeted import BudgetRun, execute
+    from frinr_nerfstudio.tools.budgeted import BudgetRun, execute
 
     torch.set_num_threads(threads)
     result_path = out / "result.json"
@@ -100,16 +88,9 @@ def main() -> None:
     parser.add_argument("--report", action="store_true", help="train nothing: tabulate the finished runs in --out")
     parser.add_argument("--no-write", action="store_true", help="print the table, leave BENCHMARKS.md alone")
     args = parser.parse_args()
-    threads = max(1, multiprocessing.cpu_count() // args.jobs)
-    jobs = [(v, s, args.steps, args.out / f"steps{args.steps}" / v / f"seed{s}", threads)
+    jobs = [(v, s, args.steps, args.out / f"steps{args.steps}" / v / f"seed{s}")
             for s in args.seeds for v in args.variants]  # fmt: skip
-    if args.report:  # only the finished runs: variants need not have run every seed
-        results = [
-            json.loads((job[3] / "result.json").read_text()) for job in jobs if (job[3] / "result.json").exists()
-        ]
-    else:
-        with multiprocessing.get_context("spawn").Pool(args.jobs, maxtasksperchild=1) as pool:
-            results = pool.map(run_one, jobs, chunksize=1)
+    results = run_in_pool(run_one, jobs, args.jobs, report_only=args.report)  # report: variants need not run every seed
     body = (
         f"{table(results, args.seeds)}\n\nTest PSNR on lego_100 after {args.steps} steps (seeds as columns; a variant "
         "has a cell for each seed it ran). FR layers use L = H = 32, P = 64, alpha 0.01 unless the variant says "

@@ -19,7 +19,7 @@ Arch = Literal["relu", "pe", "siren"]
 
 @dataclass
 class FourierConfig:
-    """FR settings; the defaults are the paper's 2D image settings for ReLU networks."""
+    """FR settings; the defaults are the paper's 2D image settings for ReLU networks (``frinr_core.paper.image``)."""
 
     low_freqs: int = 128
     """L: low frequencies 1/L … 1."""

@@ -15,19 +15,19 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from frinr_core import plots, runner
+from frinr_core import paper, plots, runner
 from frinr_core.errors import InputError
-from frinr_core.mlp import FourierConfig, MLPConfig, build_mlp
+from frinr_core.mlp import MLPConfig, build_mlp
 from frinr_core.ntk import eigenvalue_shares, empirical_ntk
 from frinr_core.runner import Network, RunConfig, Trained, Training
 from frinr_core.train import Arm, Bar, TrainOptions, fit
 
 
 def _paper_network() -> MLPConfig:
-    # Official 1D code: width 128, 3 FR hidden layers, L=H=64, P=16; sine frequency 5 for a fast start.
+    # Official 1D code: width 128, 3 FR hidden layers; sine frequency 5 for a fast start.
     return MLPConfig(
-        arch="relu", hidden_features=128, hidden_layers=3, fr=True,
-        fourier=FourierConfig(low_freqs=64, high_freqs=64, phases=16, alpha=0.05), omega0=5.0, first_omega0=5.0,
+        arch="relu", hidden_features=128, hidden_layers=3, fr=True, fourier=paper.signal_1d(), omega0=5.0,
+        first_omega0=5.0,
     )  # fmt: skip
 
 

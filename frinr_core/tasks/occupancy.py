@@ -19,9 +19,9 @@ from scipy import ndimage
 from skimage.measure import marching_cubes
 from torch import Tensor
 
-from frinr_core import plots, runner, volumes
+from frinr_core import paper, plots, runner, volumes
 from frinr_core.errors import InputError
-from frinr_core.mlp import FourierConfig, MLPConfig, build_mlp
+from frinr_core.mlp import MLPConfig, build_mlp
 from frinr_core.runner import Network, RunConfig, Trained, Training
 from frinr_core.train import Arm, Bar, TrainOptions, fit
 
@@ -52,7 +52,7 @@ class OccupancyConfig(RunConfig):
             hidden_features=256,
             hidden_layers=2,
             fr=True,
-            fourier=FourierConfig(low_freqs=256, high_freqs=256, phases=8, alpha=0.001),
+            fourier=paper.occupancy(sine=True),
             pe_frequencies=10,
         )  # fmt: skip
     )

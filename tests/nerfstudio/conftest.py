@@ -15,7 +15,7 @@ import torch
 from nerfstudio.data.dataparsers.blender_dataparser import BlenderDataParserConfig
 from nerfstudio.engine.callbacks import TrainingCallbackLocation
 
-from frinr_nerfstudio.scene import make_scene
+from frinr_nerfstudio.tools.scene import make_scene
 
 
 @pytest.fixture(scope="session")

@@ -22,10 +22,10 @@ from nerfstudio.data.scene_box import SceneBox
 from torch import nn
 
 from frinr_core.errors import InputError
-from frinr_nerfstudio import backends
-from frinr_nerfstudio.models.dvgo import DVGOModelConfig
-from frinr_nerfstudio.models.ngp import NGPModelConfig
-from frinr_nerfstudio.samplers import NerfaccOccGrid, TorchOccGrid
+from frinr_nerfstudio.method.models.dvgo import DVGOModelConfig
+from frinr_nerfstudio.method.models.ngp import NGPModelConfig
+from frinr_nerfstudio.method.samplers import NerfaccOccGrid, TorchOccGrid
+from frinr_nerfstudio.nerfstudio_fixes import backends
 
 BOX = SceneBox(aabb=torch.tensor([[-1.0] * 3, [1.0] * 3]))
 

@@ -18,8 +18,8 @@ from nerfstudio.data.dataparsers.instant_ngp_dataparser import InstantNGPDataPar
 from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
 
 from frinr_core.errors import InputError
-from frinr_nerfstudio.datacheck import check_scene, use_checked_parser
-from frinr_nerfstudio.scene import make_scene
+from frinr_nerfstudio.nerfstudio_fixes.datacheck import check_scene, use_checked_parser
+from frinr_nerfstudio.tools.scene import make_scene
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +178,7 @@ def test_downscaled_images_must_exist_and_auto_downscale_picks_what_nerfstudio_w
     """ns-process-data writes images_2/4/8; nerfstudio-data with a factor N reads every image from images_N/."""
     from PIL import Image
 
-    from frinr_nerfstudio.datacheck import auto_downscale
+    from frinr_nerfstudio.nerfstudio_fixes.datacheck import auto_downscale
 
     data = _nerfstudio_capture(good, tmp_path / "capture")
     assert auto_downscale(data) == 1  # small images: no downscale

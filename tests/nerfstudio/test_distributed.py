@@ -10,8 +10,8 @@ from nerfstudio.scripts.train import launch
 from nerfstudio.utils import comms
 
 from frinr_core import FourierLinear
-from frinr_nerfstudio.config import frinr_ngp
-from frinr_nerfstudio.distributed import install
+from frinr_nerfstudio.method.config import frinr_ngp
+from frinr_nerfstudio.nerfstudio_fixes.distributed import route_cpu_workers
 
 
 def _train_and_dump(local_rank: int, world_size: int, config, global_rank: int = 0) -> None:
@@ -37,7 +37,7 @@ def _train_and_dump(local_rank: int, world_size: int, config, global_rank: int =
 
 
 def test_two_cpu_ranks_keep_identical_parameters(tiny_scene, tmp_path):
-    install()
+    route_cpu_workers()
     config = copy.deepcopy(frinr_ngp.config)
     config.set_timestamp()
     config.output_dir = tmp_path

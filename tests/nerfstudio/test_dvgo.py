@@ -17,8 +17,8 @@ from nerfstudio.engine.callbacks import TrainingCallbackLocation
 
 from frinr_core import FourierLinear
 from frinr_core.errors import InputError
-from frinr_nerfstudio.fields.dvgo import grid_resolution
-from frinr_nerfstudio.models.dvgo import DVGOModelConfig
+from frinr_nerfstudio.method.fields.dvgo import grid_resolution
+from frinr_nerfstudio.method.models.dvgo import DVGOModelConfig
 
 METHODS = ("frinr-dvgo", "frinr-dvgo-baseline")
 
@@ -31,7 +31,8 @@ def test_methods_are_registered_and_differ_only_by_fr() -> None:
         assert isinstance(all_methods[name].pipeline.model, DVGOModelConfig)
     fr, baseline = all_methods["frinr-dvgo"], copy.deepcopy(all_methods["frinr-dvgo-baseline"])
     assert fr.pipeline.model.field.rgbnet.fr and not baseline.pipeline.model.field.rgbnet.fr
-    baseline.method_name, baseline.pipeline.model.field.rgbnet.fr = fr.method_name, True
+    baseline.method_name = fr.method_name
+    baseline.pipeline.model.set_fr(True)  # the one switch (rgbnet; the density decoder's head, when on)
     assert baseline == fr
 
 

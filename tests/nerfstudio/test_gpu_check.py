@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from frinr_nerfstudio.gpu_check import GpuCheckConfig, run
+from frinr_nerfstudio.tools.gpu_check import GpuCheckConfig, run
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA: the check would run")

@@ -8,8 +8,8 @@ import pytest
 import torch
 from nerfstudio.field_components.encodings import HashEncoding
 
-from frinr_nerfstudio.field_components import hash_encoding
-from frinr_nerfstudio.field_components.hash_encoding import CPUHashEncoding
+from frinr_nerfstudio.method.field_components import hash_encoding
+from frinr_nerfstudio.method.field_components.hash_encoding import CPUHashEncoding
 
 SETTINGS = {"num_levels": 8, "min_res": 4, "max_res": 256, "log2_hashmap_size": 10, "implementation": "torch"}
 

@@ -19,7 +19,7 @@ METHODS = ("frinr-ngp", "frinr-ngp-baseline")
 def test_methods_are_registered_with_nerfstudio() -> None:
     from nerfstudio.configs.method_configs import all_descriptions, all_methods
 
-    from frinr_nerfstudio.models.ngp import NGPModelConfig
+    from frinr_nerfstudio.method.models.ngp import NGPModelConfig
 
     for name in METHODS:
         assert name in all_methods and all_descriptions[name]
@@ -35,8 +35,7 @@ def test_baseline_differs_only_by_fr() -> None:
     assert all(getattr(fr.pipeline.model.field, head).fr for head in heads)
     assert not any(getattr(baseline.pipeline.model.field, head).fr for head in heads)
     baseline.method_name = fr.method_name
-    for head in heads:
-        getattr(baseline.pipeline.model.field, head).fr = True
+    baseline.pipeline.model.set_fr(True)  # the one switch
     assert baseline == fr
 
 

@@ -10,10 +10,10 @@ from nerfstudio.engine.callbacks import TrainingCallbackLocation
 
 from frinr_core.errors import InputError
 from frinr_core.fourier import FourierLinear
-from frinr_nerfstudio.fields.ngp import NGPFieldConfig
-from frinr_nerfstudio.heads import HeadConfig
-from frinr_nerfstudio.models.ngp import NGPModel, NGPModelConfig
-from frinr_nerfstudio.samplers import TorchOccGrid
+from frinr_nerfstudio.method.fields.ngp import NGPFieldConfig
+from frinr_nerfstudio.method.heads import HeadConfig
+from frinr_nerfstudio.method.models.ngp import NGPModel, NGPModelConfig
+from frinr_nerfstudio.method.samplers import TorchOccGrid
 
 
 def small_model(fr: bool = True) -> NGPModel:

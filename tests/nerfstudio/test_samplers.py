@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from frinr_core.errors import InputError
-from frinr_nerfstudio.samplers import TorchOccGrid, render_weight_from_density, segment_exclusive_sum
+from frinr_nerfstudio.method.samplers import TorchOccGrid, render_weight_from_density, segment_exclusive_sum
 
 STEP = 0.01
 
@@ -154,7 +154,7 @@ def test_hierarchical_march_finds_every_step_a_plain_march_finds(grid: TorchOccG
 
 def test_march_lays_steps_only_near_occupied_blocks(grid: TorchOccGrid, monkeypatch) -> None:
     """The coarse pass skips empty blocks before any fine step is laid: far fewer candidates than a march of the box."""
-    from frinr_nerfstudio import samplers
+    from frinr_nerfstudio.method import samplers
 
     laid = []
     original = samplers._Marcher.steps_with_midpoints_in
@@ -175,7 +175,7 @@ def test_march_lays_steps_only_near_occupied_blocks(grid: TorchOccGrid, monkeypa
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_on_cuda_the_torch_grid_matches_the_cpu_and_nerfaccs_traversal(grid: TorchOccGrid) -> None:
-    from frinr_nerfstudio.samplers import NerfaccOccGrid
+    from frinr_nerfstudio.method.samplers import NerfaccOccGrid
 
     origins, dirs = rays_at_origin()
     settings = {"render_step_size": STEP, "cone_angle": 0.004, "near_plane": 0.1}

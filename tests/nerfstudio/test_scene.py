@@ -13,7 +13,7 @@ from nerfstudio.data.dataparsers.blender_dataparser import BlenderDataParserConf
 
 from frinr_core.cli import main
 from frinr_core.errors import InputError
-from frinr_nerfstudio import scene
+from frinr_nerfstudio.tools import scene
 
 VIEWS = {"train": 4, "val": 2, "test": 3}
 

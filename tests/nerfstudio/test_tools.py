@@ -52,7 +52,7 @@ def test_each_child_gets_the_comparisons_settings_on_its_command_line(tiny_captu
     to choose, or to ask about at a prompt."""
     import tyro
 
-    from frinr_nerfstudio.budgeted import BudgetRun, configure
+    from frinr_nerfstudio.tools.budgeted import BudgetRun, configure
 
     run = BudgetRun(method="frinr-ngp", data=tiny_capture, out=Path("out"), dataparser="nerfstudio-data", minutes=1.5,
                     downscale=2, eval_views=3)  # fmt: skip

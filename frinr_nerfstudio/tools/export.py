@@ -9,7 +9,6 @@ baseline's speed from a smaller checkpoint (out×in weights instead of out×M co
 from __future__ import annotations
 
 import copy
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,16 +31,6 @@ class ExportConfig:
     """Directory for the exported run (nerfstudio layout: <experiment>/<method>/<timestamp>/config.yml)."""
 
 
-def disable_fr(config) -> None:
-    """Switch off ``fr`` in every head config inside a (nested dataclass) model config, in place."""
-    for item in dataclasses.fields(config):
-        value = getattr(config, item.name)
-        if item.name == "fr" and isinstance(value, bool):
-            setattr(config, item.name, False)
-        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
-            disable_fr(value)
-
-
 def export(config: ExportConfig) -> Path:
     """Write the folded run; returns the exported config.yml."""
     from nerfstudio.configs.method_configs import all_methods
@@ -60,7 +49,7 @@ def export(config: ExportConfig) -> Path:
     fold_fourier_layers(pipeline.model)
 
     exported = copy.deepcopy(trained)
-    disable_fr(exported.pipeline.model)
+    exported.pipeline.model.set_fr(False)
     exported.method_name, exported.output_dir, exported.load_dir = baseline, config.out.resolve(), None
     checkpoint_dir = exported.get_checkpoint_dir()
     checkpoint_dir.mkdir(parents=True, exist_ok=True)

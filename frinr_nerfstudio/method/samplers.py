@@ -14,6 +14,11 @@ makes Instant-NGP fast:
   surface (transmittance < ``early_stop_eps``) or nearly transparent (alpha < ``alpha_thre``), so the training
   pass runs the field on the survivors only.
 
+nerfacc lowers ``alpha_thre`` to the grid's mean occupancy, so that an untrained field keeps samples. In a real capture
+most cells are empty, the mean stays far below the threshold all along, and nearly transparent samples are kept.
+Both grids here apply ``alpha_thre`` as given (:func:`visible`); the models offer nerfacc's cap as a setting
+(``alpha_thre_cap``, measured in BENCHMARKS.md, *captures-sweep*).
+
 On CUDA nerfacc's grid is the default; this one is its fallback there, and every packed selection below needs its
 size on the host (a sync each, as nerfacc's traversal has too). Thresholds derived from the grid are computed
 once per grid change, never per call.
@@ -61,6 +66,15 @@ def render_weight_from_density(
     return transmittance * alphas, transmittance, alphas
 
 
+def visible(
+    t_starts: Tensor, t_ends: Tensor, sigmas: Tensor, ray_indices: Tensor, n_rays: int, alpha_thre: float, eps: float
+) -> Tensor:
+    """(N,) bool: packed samples neither nearly transparent (alpha < ``alpha_thre``) nor behind an opaque surface
+    (transmittance < ``eps``). The one rule of both grids; ``alpha_thre`` is not lowered to the mean occupancy."""
+    _, transmittance, alphas = render_weight_from_density(t_starts, t_ends, sigmas, ray_indices, n_rays)
+    return (alphas >= alpha_thre) & (transmittance >= eps)
+
+
 class GridGeometry:
     """What our models ask of an occupancy grid, whichever backend holds it (nerfacc's buffer layout)."""
 
@@ -86,6 +100,15 @@ class GridGeometry:
         unit = torch.stack(torch.meshgrid(steps, steps, steps, indexing="ij"), dim=-1).reshape(-1, 3)  # (r**3, 3)
         lo, hi = self.aabbs[:, None, :3], self.aabbs[:, None, 3:]  # (levels, 1, 3)
         return (lo + unit * (hi - lo)).reshape(-1, 3)
+
+    def mean_occupancy(self) -> float:
+        """Mean occupancy of the evaluated cells: nerfacc's cap on the alpha threshold. One host sync per grid change,
+        none per march."""
+        key = (self.occs.data_ptr(), self.occs._version)
+        if getattr(self, "_mean", (None,))[0] != key:
+            seen = self.occs[self.occs >= 0]
+            self._mean = (key, float(seen.mean()) if seen.numel() else math.inf)
+        return self._mean[1]
 
     @torch.no_grad()
     def place(self, box: Tensor) -> None:
@@ -148,7 +171,7 @@ class TorchOccGrid(GridGeometry, nn.Module):
         self.register_buffer("occs", torch.full((levels * resolution**3,), -1.0))
         self.register_buffer("binaries", torch.ones(levels, resolution, resolution, resolution, dtype=torch.bool))
         self.register_buffer("sweep_start", torch.zeros((), dtype=torch.long))
-        self._derived: tuple | None = None  # (key, blocks, alpha cap): see _blocks_and_alpha_cap
+        self._blocks: tuple | None = None  # (key, blocks): see occupied_blocks
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
         adapt_grid_state(state_dict, prefix, self)
@@ -211,18 +234,15 @@ class TorchOccGrid(GridGeometry, nn.Module):
 
     # -- what the march derives from the grid, once per change -----------------------------------------
 
-    def _blocks_and_alpha_cap(self) -> tuple[Tensor, float]:
-        """(levels, B, B, B) coarse blocks holding an occupied cell or bordering one, and nerfacc's cap on the alpha
-        threshold (the mean occupancy of the evaluated cells). Recomputed only when the grid changed: once per grid
-        update in training, never per chunk of a rendered view."""
-        key = (self.binaries.data_ptr(), self.binaries._version, self.occs._version)
-        if self._derived is None or self._derived[0] != key:
+    def occupied_blocks(self) -> Tensor:
+        """(levels, B, B, B) coarse blocks holding an occupied cell or bordering one. Recomputed only when the grid
+        changed: once per grid update in training, never per chunk of a rendered view."""
+        key = (self.binaries.data_ptr(), self.binaries._version)
+        if self._blocks is None or self._blocks[0] != key:
             blocks = F.max_pool3d(self.binaries[:, None].float(), self.block_cells, ceil_mode=True)  # (L, 1, B, B, B)
             blocks = F.max_pool3d(blocks, kernel_size=3, stride=1, padding=1)[:, 0] > 0  # dilated by one block
-            seen = self.occs[self.occs >= 0]
-            cap = float(seen.mean()) if seen.numel() else math.inf  # one host sync per grid change
-            self._derived = (key, blocks, cap)
-        return self._derived[1], self._derived[2]
+            self._blocks = (key, blocks)
+        return self._blocks[1]
 
     def _level_and_unit(self, points: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(N, 3) world points -> finest level containing each (N,), inside the grid (N,), coordinates in [0, 1)^3 of
@@ -277,20 +297,17 @@ class TorchOccGrid(GridGeometry, nn.Module):
             t_stop = torch.minimum(t_stop, t_max)
         if stratified:
             t_start = t_start + torch.rand_like(t_start) * render_step_size
-        blocks, alpha_cap = self._blocks_and_alpha_cap()
         march = _Marcher(t_start, t_stop, render_step_size, cone_angle)
-        owner, lo, hi = self._occupied_block_spans(rays_o, rays_d, t_start, t_stop, blocks)  # (S,) each
+        owner, lo, hi = self._occupied_block_spans(rays_o, rays_d, t_start, t_stop, self.occupied_blocks())  # (S,) each
         ray_indices, t_starts, t_ends = march.steps_with_midpoints_in(owner, lo, hi)
         mids = (t_starts + t_ends)[:, None] / 2
         keep = self.occupied(rays_o[ray_indices] + rays_d[ray_indices] * mids)
         ray_indices, t_starts, t_ends = ray_indices[keep], t_starts[keep], t_ends[keep]
 
         if sigma_fn is not None and (alpha_thre > 0 or early_stop_eps > 0) and ray_indices.numel():
-            alpha_thre = min(alpha_thre, alpha_cap)
             chunks = zip(t_starts.split(chunk), t_ends.split(chunk), ray_indices.split(chunk), strict=True)
             sigmas = torch.cat([sigma_fn(*args) for args in chunks])  # (N,), in bounded memory
-            _, transmittance, alphas = render_weight_from_density(t_starts, t_ends, sigmas, ray_indices, n_rays)
-            keep = (alphas >= alpha_thre) & (transmittance >= early_stop_eps)
+            keep = visible(t_starts, t_ends, sigmas, ray_indices, n_rays, alpha_thre, early_stop_eps)
             ray_indices, t_starts, t_ends = ray_indices[keep], t_starts[keep], t_ends[keep]
         return ray_indices, t_starts, t_ends
 
@@ -416,7 +433,26 @@ class _Marcher:
 
 
 class NerfaccOccGrid(GridGeometry, nerfacc.OccGridEstimator):
-    """nerfacc's CUDA estimator, loading checkpoints of the torch grid too (same cells)."""
+    """nerfacc's CUDA estimator, loading checkpoints of the torch grid too (same cells); its traversal lays the steps,
+    :func:`visible` keeps them, as the torch grid's (nerfacc would lower ``alpha_thre`` to the mean occupancy, with a
+    host sync per call to read that mean)."""
+
+    @torch.no_grad()
+    def sampling(
+        self,
+        rays_o: Tensor,
+        rays_d: Tensor,
+        sigma_fn: SigmaFn | None = None,
+        alpha_thre: float = 0.0,
+        early_stop_eps: float = 1e-4,
+        **kwargs,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        ray_indices, t_starts, t_ends = super().sampling(rays_o, rays_d, **kwargs)  # no sigma_fn: traversal only
+        if sigma_fn is not None and (alpha_thre > 0 or early_stop_eps > 0) and ray_indices.numel():
+            sigmas = sigma_fn(t_starts, t_ends, ray_indices)
+            keep = visible(t_starts, t_ends, sigmas, ray_indices, rays_o.shape[0], alpha_thre, early_stop_eps)
+            ray_indices, t_starts, t_ends = ray_indices[keep], t_starts[keep], t_ends[keep]
+        return ray_indices, t_starts, t_ends
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
         adapt_grid_state(state_dict, prefix, self)
@@ -426,7 +462,7 @@ class NerfaccOccGrid(GridGeometry, nerfacc.OccGridEstimator):
 def make_occupancy_grid(
     backend: str, roi_aabb: Tensor, resolution: int, levels: int, cells_per_update: int | None = None
 ) -> TorchOccGrid | NerfaccOccGrid:
-    """The occupancy grid of a resolved backend (:func:`frinr_nerfstudio.backends.occupancy_grid`)."""
+    """The occupancy grid of a resolved backend (:func:`frinr_nerfstudio.nerfstudio_fixes.backends.occupancy_grid`)."""
     if backend == "nerfacc":
         return NerfaccOccGrid(roi_aabb=roi_aabb, resolution=resolution, levels=levels)
     return TorchOccGrid(roi_aabb, resolution=resolution, levels=levels, cells_per_update=cells_per_update)

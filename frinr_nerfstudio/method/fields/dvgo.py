@@ -37,16 +37,11 @@ from nerfstudio.field_components.spatial_distortions import SceneContraction
 from nerfstudio.fields.base_field import Field
 from torch import Tensor, nn
 
-from frinr_core.mlp import FourierConfig
-from frinr_nerfstudio.heads import HeadConfig
+from frinr_core import paper
+from frinr_nerfstudio.method.heads import HeadConfig
 
 Resolution = tuple[int, int, int]
 CHUNK = 1 << 18  # points per density query when scanning whole grids
-
-
-def dvgo_fourier() -> FourierConfig:
-    """The paper's FR settings for DirectVoxGO's colour MLP: L = H = 64, P = 64, alpha = 0.05."""
-    return FourierConfig(low_freqs=64, high_freqs=64, phases=64, alpha=0.05)
 
 
 def grid_resolution(aabb: Tensor, voxels: int) -> Resolution:
@@ -116,7 +111,7 @@ class DVGOFieldConfig(InstantiateConfig):
     viewbase_pe: int = 4
     """Octaves of the view-direction encoding."""
     rgbnet: HeadConfig = field(
-        default_factory=lambda: HeadConfig(hidden_features=128, hidden_layers=1, fr=True, fourier=dvgo_fourier())
+        default_factory=lambda: HeadConfig(hidden_features=128, hidden_layers=1, fr=True, fourier=paper.dvgo())
     )
     """DVGO's rgbnet (depth 3, width 128): one hidden→hidden layer, FR by default."""
     density_decoder: bool = False
@@ -124,7 +119,7 @@ class DVGOFieldConfig(InstantiateConfig):
     density_features: int = 8
     """Channels of the fine density grid when the decoder is on."""
     density_head: HeadConfig = field(
-        default_factory=lambda: HeadConfig(hidden_features=32, hidden_layers=1, fr=True, fourier=dvgo_fourier())
+        default_factory=lambda: HeadConfig(hidden_features=32, hidden_layers=1, fr=True, fourier=paper.dvgo())
     )
 
 

@@ -12,8 +12,8 @@ from typing import Literal
 
 from torch import Tensor, nn
 
-from frinr_nerfstudio.field_components.directions import DirectionEncoding
-from frinr_nerfstudio.heads import HeadConfig
+from frinr_nerfstudio.method.field_components.directions import DirectionEncoding
+from frinr_nerfstudio.method.heads import HeadConfig
 
 
 class BackgroundField(nn.Module):

@@ -1,5 +1,5 @@
 """Radiance fields whose MLP heads can be Fourier reparameterized."""
 
-from frinr_nerfstudio.fields.ngp import NGPField, NGPFieldConfig
+from frinr_nerfstudio.method.fields.ngp import NGPField, NGPFieldConfig
 
 __all__ = ["NGPField", "NGPFieldConfig"]

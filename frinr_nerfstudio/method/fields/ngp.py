@@ -21,9 +21,9 @@ from nerfstudio.field_components.spatial_distortions import SceneContraction
 from nerfstudio.fields.base_field import Field
 from torch import Tensor
 
-from frinr_nerfstudio.field_components.directions import DirectionEncoding
-from frinr_nerfstudio.field_components.hash_encoding import CPUHashEncoding
-from frinr_nerfstudio.heads import ColourHead, DensityHead, HeadConfig
+from frinr_nerfstudio.method.field_components.directions import DirectionEncoding
+from frinr_nerfstudio.method.field_components.hash_encoding import CPUHashEncoding
+from frinr_nerfstudio.method.heads import ColourHead, DensityHead, HeadConfig
 
 
 @dataclass
@@ -52,7 +52,7 @@ class NGPFieldConfig(InstantiateConfig):
     (nerfacto's: 32); 0: none. Views not trained on (the test split) get the mean embedding."""
     implementation: Literal["auto", "tcnn", "torch"] = "auto"
     """Hash and SH encodings: tcnn needs tinycudann and the model on CUDA; auto picks it when both are there (resolved
-    by the model config's ``settle``, see :mod:`frinr_nerfstudio.backends`)."""
+    by the model config's ``settle``, see :mod:`frinr_nerfstudio.nerfstudio_fixes.backends`)."""
 
 
 class NGPField(Field):

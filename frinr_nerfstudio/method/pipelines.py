@@ -2,11 +2,11 @@
 
 - The scene is validated whichever dataparser subcommand was picked (the default nerfstudio-data, or an
   explicit blender-data or instant-ngp-data): a bad scene is one line of error before any work
-  (:mod:`frinr_nerfstudio.datacheck`).
+  (:mod:`frinr_nerfstudio.nerfstudio_fixes.datacheck`).
 - Every ``auto`` of our model configs is decided before the model is built: contraction from the dataparser (off
   for blender-data, on for real captures), backends and grid sizes from the device the pipeline is given
   (``OccupancyModelConfig.settle``).
-- DDP also works on CPU (gloo), not only with CUDA device ids (:mod:`frinr_nerfstudio.distributed`).
+- DDP also works on CPU (gloo), not only with CUDA device ids (:mod:`frinr_nerfstudio.nerfstudio_fixes.distributed`).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineConfig
 from nerfstudio.pipelines.dynamic_batch import DynamicBatchPipeline, DynamicBatchPipelineConfig
 
-from frinr_nerfstudio.datacheck import use_checked_parser
-from frinr_nerfstudio.distributed import DeviceAgnosticDDP
+from frinr_nerfstudio.nerfstudio_fixes.datacheck import use_checked_parser
+from frinr_nerfstudio.nerfstudio_fixes.distributed import DeviceAgnosticDDP
 
 
 class CheckedScene:

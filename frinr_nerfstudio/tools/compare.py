@@ -1,6 +1,6 @@
 """`frinr compare`: does FR beat its baseline on your scene? Same data, seed and budget for every method.
 
-Each method trains in its own process (:mod:`frinr_nerfstudio.budgeted`), so one failure stays one
+Each method trains in its own process (:mod:`frinr_nerfstudio.tools.budgeted`), so one failure stays one
 failed row; finished runs are kept in ``OUT/<method>/result.json`` and skipped when the command is run
 again with the same ``--out`` and budget. Then: ``summary.json``, ``summary.md``, ``psnr.png`` (learning
 curves against step and time) and ``views.png`` (the same test views across methods, with ground truth).
@@ -21,8 +21,8 @@ from rich.console import Console
 from frinr_core import io, plots
 from frinr_core.cli import Command
 from frinr_core.errors import InputError
-from frinr_nerfstudio.budgeted import BudgetRun
-from frinr_nerfstudio.datacheck import SCENE_CHECKS, auto_downscale, check_scene
+from frinr_nerfstudio.nerfstudio_fixes.datacheck import SCENE_CHECKS, auto_downscale, check_scene
+from frinr_nerfstudio.tools.budgeted import BudgetRun
 
 COLUMNS = ["method", "status", "psnr", "ssim", "lpips", "train_seconds", "train_rays_per_second",
            "train_samples_per_ray", "render_seconds_per_view", "peak_memory_mb", "memory", "params", "steps",
@@ -103,7 +103,7 @@ def run_method(run: BudgetRun) -> dict:
             return previous
     run.out.mkdir(parents=True, exist_ok=True)
     budget_path.write_text(json.dumps(_budget(run)))
-    command = [sys.executable, "-m", "frinr_nerfstudio.budgeted", *run.argv()]
+    command = [sys.executable, "-m", "frinr_nerfstudio.tools.budgeted", *run.argv()]
     Console().print(f"[bold]{run.method}[/bold]: training ({run.out / 'train.log'})")
     with (run.out / "train.log").open("w") as log:  # no stdin: nothing in a child may wait at a prompt
         subprocess.run(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, check=False)

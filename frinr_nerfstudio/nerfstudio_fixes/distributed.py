@@ -2,9 +2,9 @@
 
 Stock nerfstudio 1.1.5 assumes CUDA twice on this path: its spawned worker asserts a GPU before
 joining the process group, and its pipeline hands ``device_ids`` to DDP, which CPU modules reject.
-:func:`install` gives the spawn a worker that joins a gloo group on CPU (CUDA runs stay on the stock
-worker and NCCL); :class:`DeviceAgnosticDDP` makes our pipelines (:mod:`frinr_nerfstudio.pipelines`) wrap DDP
-with device ids only on CUDA.
+:func:`route_cpu_workers` gives the spawn a worker that joins a gloo group on CPU for runs of our pipelines (CUDA runs
+and other methods' runs stay on the stock worker); :class:`DeviceAgnosticDDP` makes our pipelines
+(:mod:`frinr_nerfstudio.method.pipelines`) wrap DDP with device ids only on CUDA.
 
 What keeps ranks consistent: DDP broadcasts rank 0's parameters at wrap time (an in-place copy, which
 invalidates every FourierLinear's cached weight) and averages gradients before each optimizer step, so
@@ -53,19 +53,29 @@ def _is_stock_worker(fn) -> bool:
     return getattr(fn, "__module__", "") == "nerfstudio.scripts.train" and fn.__name__ == "_distributed_worker"
 
 
-def install() -> None:
-    """Route ``ns-train``'s CPU process spawn through :func:`_worker` (idempotent).
+def _ours_on_cpu(args: tuple) -> bool:
+    """The stock worker's arguments (main_func, world_size, devices per machine, machine rank, url, config, timeout,
+    device type) describe a CPU run of one of our pipelines."""
+    if len(args) < 8 or args[-1] == "cuda":
+        return False
+    pipeline = getattr(args[5].pipeline, "_target", object)
+    return isinstance(pipeline, type) and issubclass(pipeline, DeviceAgnosticDDP)
+
+
+def route_cpu_workers() -> None:
+    """Route ``ns-train``'s CPU process spawn of our methods through :func:`_worker` (idempotent).
 
     ``nerfstudio.scripts.train`` discovers plugins while it is still being imported, so its functions
     cannot be replaced from here; its ``launch`` calls ``torch.multiprocessing.spawn`` at run time, and
-    that call is where a CPU run is redirected (CUDA runs keep the stock worker and NCCL).
+    that call is where a CPU run of our pipelines is redirected (CUDA runs keep the stock worker and NCCL, other
+    methods the stock worker).
     """
     if getattr(mp.spawn, "frinr", False):
         return
     stock_spawn = mp.spawn
 
     def spawn(fn, args=(), *rest, **kwargs):
-        if _is_stock_worker(fn) and args and args[-1] != "cuda":
+        if _is_stock_worker(fn) and _ours_on_cpu(args):
             fn = _worker
         return stock_spawn(fn, args, *rest, **kwargs)
 

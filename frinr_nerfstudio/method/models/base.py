@@ -32,9 +32,8 @@ from torchmetrics.functional.image import peak_signal_noise_ratio
 
 from frinr_core import metrics
 from frinr_core.errors import InputError
-from frinr_nerfstudio import backends
-from frinr_nerfstudio.field_components.background import BackgroundField
-from frinr_nerfstudio.samplers import (
+from frinr_nerfstudio.method.field_components.background import BackgroundField
+from frinr_nerfstudio.method.samplers import (
     NerfaccOccGrid,
     OccupancySampler,
     TorchOccGrid,
@@ -42,6 +41,7 @@ from frinr_nerfstudio.samplers import (
     make_occupancy_grid,
     render_weight_from_density,
 )
+from frinr_nerfstudio.nerfstudio_fixes import backends
 
 
 @dataclass
@@ -52,6 +52,9 @@ class OccupancyModelConfig(ModelConfig):
     """The occupancy grid bounds the rays; no collider."""
     alpha_thre: float = 0.01
     """Drop samples with opacity below this."""
+    alpha_thre_cap: bool = False
+    """nerfacc's rule: lower alpha_thre to the grid's mean occupancy, so an untrained field keeps samples. In a real
+    capture most cells are empty and the cap binds all along, keeping nearly transparent samples (BENCHMARKS.md)."""
     cone_angle: float = 0.004
     """Step growth with distance (dt = t * cone_angle); 0 for uniform steps."""
     contraction: Literal["auto", "on", "off"] = "auto"
@@ -72,6 +75,18 @@ class OccupancyModelConfig(ModelConfig):
     """nerfacc's CUDA estimator, the pure-torch one, or auto: nerfacc when the model is on CUDA and nerfacc's kernels
     load. Resolved when the run's config is saved, so a run loads with the grid it was trained with (a nerfacc grid
     becomes a torch grid, same cells, where nerfacc cannot run)."""
+
+    FR_HEADS: ClassVar[tuple[str, ...]] = ()
+    """The head configs (dotted paths from here) that FR may reparameterize: what :meth:`set_fr` switches."""
+
+    def set_fr(self, on: bool) -> None:
+        """Turn FR on or off in every head, in place: the one switch between a method and its baseline (the method
+        registry and ``frinr export`` use it)."""
+        for path in self.FR_HEADS:
+            head = self
+            for name in path.split("."):
+                head = getattr(head, name)
+            head.fr = on
 
     SETTLED: ClassVar[tuple[str, ...]] = ("contraction", "occupancy_backend")
     """Settings that ``settle`` turns from auto (or None) into what they mean for a scene and device."""
@@ -165,6 +180,8 @@ class OccupancyModel(Model):
 
     def alpha_threshold(self) -> float:
         """Samples less opaque than this are dropped while marching."""
+        if self.config.alpha_thre_cap:
+            return min(self.config.alpha_thre, self.occupancy_grid.mean_occupancy())
         return self.config.alpha_thre
 
     def cone_angle(self) -> float:

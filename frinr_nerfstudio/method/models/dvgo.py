@@ -15,11 +15,11 @@ The schedule, driven by a training callback, is DVGO's:
   leave the mask.
 
 Unbounded captures: with ``contraction`` on, the grids cover contracted space (see
-:class:`~frinr_nerfstudio.fields.dvgo.DVGOField`), the tight box is found in that space, the empty-space mask is
+:class:`~frinr_nerfstudio.method.fields.dvgo.DVGOField`), the tight box is found in that space, the empty-space mask is
 a multi-level world grid (level ``l`` covering the scene box scaled by ``2**l``, as nerfacc's) that stays put,
 and marching steps grow with distance (``cone_angle``) so far-away space costs few samples.
 
-Sampling, weights, rendering and metrics are :class:`~frinr_nerfstudio.models.base.OccupancyModel`'s.
+Sampling, weights, rendering and metrics are :class:`~frinr_nerfstudio.method.models.base.OccupancyModel`'s.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ from nerfstudio.utils.rich_utils import CONSOLE
 from torch import Tensor
 
 from frinr_core.errors import InputError
-from frinr_nerfstudio.fields.dvgo import CHUNK, DVGOField, DVGOFieldConfig
-from frinr_nerfstudio.models.base import OccupancyModel, OccupancyModelConfig
+from frinr_nerfstudio.method.fields.dvgo import CHUNK, DVGOField, DVGOFieldConfig
+from frinr_nerfstudio.method.models.base import OccupancyModel, OccupancyModelConfig
 
 
 @dataclass
@@ -104,6 +104,7 @@ class DVGOModelConfig(OccupancyModelConfig):
     cone_angle: float | None = None
     """Step growth with distance (dt = t * cone_angle). None: uniform steps as DVGO, or 0.004 (nerfstudio's
     instant-ngp) with contraction."""
+    FR_HEADS = ("field.rgbnet", "field.density_head")
     field: DVGOFieldConfig = field(default_factory=DVGOFieldConfig)  # last: it shadows dataclasses.field below it
 
 

@@ -1,5 +1,5 @@
 """nerfstudio models whose fields have Fourier reparameterized heads."""
 
-from frinr_nerfstudio.models.ngp import NGPModel, NGPModelConfig
+from frinr_nerfstudio.method.models.ngp import NGPModel, NGPModelConfig
 
 __all__ = ["NGPModel", "NGPModelConfig"]

@@ -2,8 +2,9 @@
 
 The pipeline is nerfstudio's instant-ngp step for step; the field's heads are the only FR part. With the model on
 CUDA the occupancy grid is nerfacc's estimator and the encodings tiny-cuda-nn's when they can run there; otherwise
-:class:`~frinr_nerfstudio.samplers.TorchOccGrid` with the same interface and nerfstudio's torch encodings (our compiled
-kernel for the hash grid on the CPU), so the model code below does not branch on the device except for one scan.
+:class:`~frinr_nerfstudio.method.samplers.TorchOccGrid` with the same interface and nerfstudio's torch encodings
+(our compiled kernel for the hash grid on the CPU), so the model code below does not branch on the device except for
+one scan.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from dataclasses import dataclass, field
 import torch
 from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
 
-from frinr_nerfstudio import backends
-from frinr_nerfstudio.fields.ngp import NGPField, NGPFieldConfig
-from frinr_nerfstudio.models.base import OccupancyModel, OccupancyModelConfig
+from frinr_nerfstudio.method.fields.ngp import NGPField, NGPFieldConfig
+from frinr_nerfstudio.method.models.base import OccupancyModel, OccupancyModelConfig
+from frinr_nerfstudio.nerfstudio_fixes import backends
 
 
 @dataclass
@@ -39,6 +40,7 @@ class NGPModelConfig(OccupancyModelConfig):
     render_step_size: float | None = None
     """Minimum step; default: the scene box diagonal / 1000."""
 
+    FR_HEADS = ("field.density_head", "field.colour_head")
     SETTLED = (*OccupancyModelConfig.SETTLED, "grid_resolution", "field.implementation")
 
     def settle(self, dataparser, device) -> None:

@@ -51,7 +51,7 @@ class Budget:
 
 def versions() -> dict:
     """What this machine runs: the GPU, torch and CUDA, tinycudann, nerfacc and its kernels."""
-    from frinr_nerfstudio import backends
+    from frinr_nerfstudio.nerfstudio_fixes import backends
 
     def version(package: str) -> str | None:
         try:
@@ -96,7 +96,7 @@ def fr_gradients(device: str) -> dict:
 
 
 def scene(budget: Budget) -> Path:
-    from frinr_nerfstudio.scene import make_scene
+    from frinr_nerfstudio.tools.scene import make_scene
 
     path = budget.out / f"scene_{budget.scene_size}"
     if not (path / "transforms_test.json").exists():
@@ -110,7 +110,7 @@ def trainer_for(method: str, budget: Budget, device: str, steps: int, edit: Call
     from nerfstudio.configs.method_configs import all_methods
     from nerfstudio.data.dataparsers.blender_dataparser import BlenderDataParserConfig
 
-    from frinr_nerfstudio import compat
+    from frinr_nerfstudio.nerfstudio_fixes.lpips import offline_lpips
 
     config = copy.deepcopy(all_methods[method])
     config.set_timestamp()
@@ -123,7 +123,7 @@ def trainer_for(method: str, budget: Budget, device: str, steps: int, edit: Call
         edit(config)
     config.save_config()
     trainer = config.setup(local_rank=0, world_size=1)
-    with compat.offline_lpips():
+    with offline_lpips():
         trainer.setup()
     return trainer
 
@@ -178,9 +178,9 @@ def evaluate(trainer) -> dict:
     """``ns-eval`` of the saved run: a fresh pipeline from config.yml and the checkpoint, metrics on the test split."""
     from nerfstudio.utils.eval_utils import eval_setup
 
-    from frinr_nerfstudio import compat
+    from frinr_nerfstudio.nerfstudio_fixes.lpips import offline_lpips
 
-    with compat.offline_lpips():
+    with offline_lpips():
         _, pipeline, _, _ = eval_setup(trainer.config.get_base_dir() / "config.yml", test_mode="test")
     metrics = pipeline.get_average_eval_image_metrics()
     return {"test_psnr": round(float(metrics["psnr"]), 2), "ok": bool(metrics["psnr"] > 0)}
@@ -220,7 +220,7 @@ def cpu_checkpoint_on(device: str, budget: Budget) -> dict:
     from nerfstudio.utils.eval_utils import eval_setup
 
     from frinr_core import metrics
-    from frinr_nerfstudio import compat
+    from frinr_nerfstudio.nerfstudio_fixes.lpips import offline_lpips
 
     trainer = trainer_for("frinr-ngp", budget, "cpu", budget.cpu_steps)
     train(trainer, budget.cpu_steps)
@@ -229,7 +229,7 @@ def cpu_checkpoint_on(device: str, budget: Budget) -> dict:
     camera, _ = next(iter(pipeline.datamanager.fixed_indices_eval_dataloader))
     with torch.no_grad():
         on_cpu = pipeline.model.get_outputs_for_camera(camera)["rgb"]
-    with compat.offline_lpips():  # eval_setup puts the pipeline on CUDA when there is one
+    with offline_lpips():  # eval_setup puts the pipeline on CUDA when there is one
         _, loaded, _, _ = eval_setup(trainer.config.get_base_dir() / "config.yml", test_mode="test")
     with torch.no_grad():
         there = loaded.model.get_outputs_for_camera(camera.to(loaded.device))["rgb"].cpu()

@@ -4,7 +4,7 @@
 one method cannot take the others down and each process's peak memory is that method's alone. It
 writes ``result.json`` (status ``ok`` with metrics, or ``failed`` with a one-line error).
 
-    python -m frinr_nerfstudio.budgeted --method nerfacto --data DIR --steps 500 --out OUT/nerfacto
+    python -m frinr_nerfstudio.tools.budgeted --method nerfacto --data DIR --steps 500 --out OUT/nerfacto
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ import tyro
 from nerfstudio.engine.trainer import Trainer, TrainerConfig
 
 from frinr_core.errors import InputError, first_line
-from frinr_nerfstudio import compat
+from frinr_nerfstudio.nerfstudio_fixes.lpips import offline_lpips
+from frinr_nerfstudio.nerfstudio_fixes.machine import adapt_to_machine
 
 
 @dataclass
@@ -59,7 +60,7 @@ class BudgetRun:
                 raise InputError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
 
     def argv(self) -> list[str]:
-        """This run as the command line of a child process (``python -m frinr_nerfstudio.budgeted ...``)."""
+        """This run as the command line of a child process (``python -m frinr_nerfstudio.tools.budgeted ...``)."""
         args = []
         for item in dataclasses.fields(self):
             value = getattr(self, item.name)
@@ -116,7 +117,7 @@ def configure(run: BudgetRun):
         if not hasattr(parser, "downscale_factor"):
             raise InputError(f"{run.dataparser} has no downscale option; drop --downscale")
         parser.downscale_factor = run.downscale
-    compat.adapt_to_machine(config)
+    adapt_to_machine(config)
     return config
 
 
@@ -157,7 +158,7 @@ def execute(run: BudgetRun, recipe: Callable[[TrainerConfig], None] | None = Non
     config.save_config()  # names nerfstudio's Trainer, so ns-viewer / ns-eval load the run like any other
     trainer = BudgetTrainer(config, local_rank=0, world_size=1)
     trainer.budget_seconds = run.minutes * 60 if run.minutes else float("inf")
-    with compat.offline_lpips():
+    with offline_lpips():
         trainer.setup()
     trainer.train()
     peak_mb, memory = peak_memory(config.machine.device_type)  # training's peak: evaluation comes after
@@ -171,7 +172,7 @@ def execute(run: BudgetRun, recipe: Callable[[TrainerConfig], None] | None = Non
     }  # fmt: skip
     del trainer
     config_path = config.get_base_dir() / "config.yml"
-    with compat.offline_lpips():
+    with offline_lpips():
         _, pipeline, checkpoint, _ = eval_setup(config_path, test_mode="test")
     result |= evaluate(pipeline, run.eval_views, run.out / "renders")
     downscale = getattr(pipeline.datamanager.dataparser, "downscale_factor", None)  # what the parser used

@@ -13,13 +13,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from frinr_core import paper
 from frinr_core.errors import InputError
 from frinr_core.mlp import FourierConfig, MLPConfig, build_mlp
-
-
-def instant_ngp_fourier() -> FourierConfig:
-    """The paper's FR settings for the Instant-NGP colour MLP: L = H = 32, P = 64, alpha = 0.01."""
-    return FourierConfig(low_freqs=32, high_freqs=32, phases=64, alpha=0.01)
 
 
 @dataclass
@@ -33,7 +29,8 @@ class HeadConfig:
     """Reparameterize layers with FourierLinear."""
     fr_layers: tuple[int, ...] | None = None
     """Which linear layers are FR when fr is on; default every hidden→hidden layer."""
-    fourier: FourierConfig = field(default_factory=instant_ngp_fourier)
+    fourier: FourierConfig = field(default_factory=paper.instant_ngp)
+    """FR settings; default the paper's for Instant-NGP's colour MLP."""
 
     def build(self, in_features: int, out_features: int) -> nn.Sequential:
         if self.fr and self.fr_layers is None and self.hidden_layers == 0:

@@ -1,4 +1,5 @@
-"""compat: nerfstudio checkpoints under torch's weights_only loading, offline LPIPS, one-line InputErrors."""
+"""nerfstudio_fixes: checkpoints under torch's weights_only loading, offline LPIPS, one-line InputErrors, CPU workers
+for our runs only, and the version guard with its list of private names."""
 
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ from nerfstudio.engine.optimizers import AdamOptimizerConfig, Optimizers
 from nerfstudio.engine.schedulers import ExponentialDecaySchedulerConfig
 from nerfstudio.engine.trainer import Trainer
 
-from frinr_nerfstudio import compat
+from frinr_core import metrics
+from frinr_nerfstudio import nerfstudio_fixes
+from frinr_nerfstudio.nerfstudio_fixes.lpips import MissingLpips, offline_lpips
 
 
 @pytest.fixture
@@ -63,7 +66,7 @@ def test_checkpoint_needs_the_allow_list_and_it_suffices(tmp_path: Path, no_safe
     path = _saved_checkpoint(tmp_path)
     with pytest.raises(pickle.UnpicklingError, match="numpy"):
         torch.load(path, map_location="cpu")  # the default since torch 2.6: weights_only=True
-    compat.install()
+    nerfstudio_fixes.install()
     state = torch.load(path, map_location="cpu")
     assert state["step"] == 2
     assert isinstance(state["schedulers"]["fields"]["_last_lr"][0], np.float64)  # why the allow-list exists
@@ -82,7 +85,7 @@ class _RunsCode:
 
 @pytest.mark.parametrize("payload", [np.zeros(3), _RunsCode(), np.float32(1.0)], ids=["ndarray", "reduce", "float32"])
 def test_other_globals_are_still_refused(tmp_path: Path, payload: object) -> None:
-    compat.install()
+    nerfstudio_fixes.install()
     torch.save({"step": 1, "extra": payload}, tmp_path / "other.ckpt")
     with pytest.raises(pickle.UnpicklingError):
         torch.load(tmp_path / "other.ckpt")
@@ -90,7 +93,7 @@ def test_other_globals_are_still_refused(tmp_path: Path, payload: object) -> Non
 
 def test_uncaught_input_error_is_one_line_after_install() -> None:
     code = (
-        "from frinr_nerfstudio import compat; compat.install(); compat.install()\n"
+        "from frinr_nerfstudio import nerfstudio_fixes as fixes; fixes.install(); fixes.install()\n"
         "from frinr_core.errors import InputError; raise InputError('scene has no test split')"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -106,9 +109,9 @@ def offline(monkeypatch: pytest.MonkeyPatch):
         raise urllib.error.URLError("Name or service not known")
 
     monkeypatch.setattr("torchvision.models._api.load_state_dict_from_url", refuse)
-    compat._lpips_weights_available.cache_clear()
+    metrics.load_lpips.cache_clear()
     yield
-    compat._lpips_weights_available.cache_clear()
+    metrics.load_lpips.cache_clear()
 
 
 def _nerfacto():
@@ -125,9 +128,66 @@ def test_nerfacto_builds_offline_with_the_guard(offline, caplog: pytest.LogCaptu
     real = lpip.LearnedPerceptualImagePatchSimilarity
     with pytest.raises(urllib.error.URLError):
         _nerfacto()  # stock nerfstudio offline
-    with compat.offline_lpips():
+    with offline_lpips():
         first, second = _nerfacto(), _nerfacto()
-    assert isinstance(first.lpips, compat.MissingLpips) and isinstance(second.lpips, compat.MissingLpips)
+    assert isinstance(first.lpips, MissingLpips) and isinstance(second.lpips, MissingLpips)
     assert torch.isnan(first.lpips(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8)))
     assert len([r for r in caplog.records if "LPIPS unavailable" in r.getMessage()]) == 1
     assert lpip.LearnedPerceptualImagePatchSimilarity is real  # scoped: frinr_core's load_lpips still sees None
+
+
+def test_every_private_or_patched_name_still_exists() -> None:
+    """A nerfstudio (or nerfacc, torch) upgrade that renames one of them fails here, not in a user's run."""
+    import importlib
+    import inspect
+
+    for module_name, name in nerfstudio_fixes.PRIVATE_SYMBOLS:
+        if module_name == "nerfacc.cuda._backend":  # importing it builds CUDA kernels where nvcc exists: read it
+            source = Path(importlib.util.find_spec(module_name).origin).read_text()
+            assert f"{name} = " in source, f"{module_name}.{name}"
+            continue
+        module = importlib.import_module(module_name)
+        owner_name, _, attribute = name.rpartition(".")
+        if owner_name:  # an instance attribute set in the class's __init__
+            owner = getattr(module, owner_name)
+            assert f"self.{attribute} =" in inspect.getsource(owner.__init__), f"{module_name}.{name}"
+        else:
+            assert hasattr(module, name), f"{module_name}.{name}"
+
+
+def test_version_guard_matches_the_pin_and_skips_the_private_fix_on_another_version(monkeypatch, caplog) -> None:
+    import re
+
+    import torch.multiprocessing as mp
+
+    pyproject = (Path(__file__).parents[2] / "pyproject.toml").read_text()
+    assert re.findall(r'"nerfstudio\s*([<>=~!][^"]*)"', pyproject) == [f"=={nerfstudio_fixes.NERFSTUDIO_VERSION}"]
+
+    monkeypatch.setattr(mp, "spawn", lambda *args, **kwargs: None)  # a fresh process's stock spawn
+    monkeypatch.setattr(nerfstudio_fixes.importlib.metadata, "version", lambda name: "1.2.0")
+    with caplog.at_level("WARNING", logger="frinr"):
+        nerfstudio_fixes.install()
+    (line,) = [r.getMessage() for r in caplog.records if "nerfstudio 1.2.0" in r.getMessage()]
+    assert "not patched: CPU workers" in line and "\n" not in line
+    assert not getattr(mp.spawn, "frinr", False)
+
+
+def test_cpu_workers_only_for_our_pipelines(monkeypatch) -> None:
+    """A built-in method's CPU DDP run keeps nerfstudio's stock worker; ours gets the gloo one."""
+    import copy
+
+    import torch.multiprocessing as mp
+    from nerfstudio.configs.method_configs import all_methods
+    from nerfstudio.scripts.train import _distributed_worker
+
+    from frinr_nerfstudio.nerfstudio_fixes import distributed
+
+    called = []
+    monkeypatch.setattr(mp, "spawn", lambda fn, args=(), *rest, **kwargs: called.append(fn))
+    distributed.route_cpu_workers()
+    for method, expected in (("nerfacto", _distributed_worker), ("frinr-ngp", distributed._worker)):
+        config = copy.deepcopy(all_methods[method])
+        mp.spawn(_distributed_worker, args=(print, 2, 2, 0, "tcp://127.0.0.1:1", config, None, "cpu"))
+        assert called[-1] is expected, method
+    mp.spawn(_distributed_worker, args=(print, 2, 2, 0, "tcp://127.0.0.1:1", config, None, "cuda"))
+    assert called[-1] is _distributed_worker  # CUDA runs keep the stock worker and NCCL

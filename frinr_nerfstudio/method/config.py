@@ -27,19 +27,15 @@ from nerfstudio.engine.schedulers import ExponentialDecaySchedulerConfig
 from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.plugins.types import MethodSpecification
 
-from frinr_nerfstudio import compat, distributed
-from frinr_nerfstudio.fields.dvgo import DVGOFieldConfig, dvgo_fourier
-from frinr_nerfstudio.fields.ngp import NGPFieldConfig
-from frinr_nerfstudio.heads import HeadConfig
-from frinr_nerfstudio.models.dvgo import DVGOModelConfig
-from frinr_nerfstudio.models.ngp import NGPModelConfig
-from frinr_nerfstudio.pipelines import FrinrDynamicBatchPipelineConfig, FrinrPipelineConfig
+from frinr_nerfstudio import nerfstudio_fixes
+from frinr_nerfstudio.method.models.dvgo import DVGOModelConfig
+from frinr_nerfstudio.method.models.ngp import NGPModelConfig
+from frinr_nerfstudio.method.pipelines import FrinrDynamicBatchPipelineConfig, FrinrPipelineConfig
 
 # Every ns-* command discovers methods (this module) before it trains or loads a checkpoint, so this is
 # where nerfstudio learns what it lacks here: checkpoints that load under weights_only, one-line input
 # errors, and CPU (gloo) workers for --machine.num-devices N.
-compat.install()
-distributed.install()
+nerfstudio_fixes.install()
 
 
 @dataclass
@@ -67,11 +63,9 @@ def camera_opt() -> dict:
     }
 
 
-def ngp_trainer_config(method_name: str, *, fr: bool) -> TrainerConfig:
-    """The shared ``TrainerConfig``; ``fr`` turns both heads' FourierLinear layers on or off."""
+def ngp_trainer_config(method_name: str) -> TrainerConfig:
+    """frinr-ngp's ``TrainerConfig``: nerfstudio's instant-ngp settings, the field's FR heads."""
     cuda = torch.cuda.is_available()
-    field = NGPFieldConfig()
-    field.density_head.fr = field.colour_head.fr = fr
     return FrinrTrainerConfig(
         method_name=method_name,
         steps_per_eval_batch=500,
@@ -85,7 +79,7 @@ def ngp_trainer_config(method_name: str, *, fr: bool) -> TrainerConfig:
                 train_num_rays_per_batch=4096,
                 eval_num_rays_per_batch=4096,
             ),
-            model=NGPModelConfig(field=field, eval_num_rays_per_chunk=8192 if cuda else 2048),
+            model=NGPModelConfig(eval_num_rays_per_chunk=8192 if cuda else 2048),
         ),
         optimizers={
             "fields": {
@@ -100,14 +94,15 @@ def ngp_trainer_config(method_name: str, *, fr: bool) -> TrainerConfig:
 
 
 def fr_and_baseline(name: str, make_config, description: str) -> tuple[MethodSpecification, MethodSpecification]:
-    """The FR method and ``<name>-baseline``: one config function, only the ``fr`` switch differs.
+    """The FR method and ``<name>-baseline``: one config function, the baseline switched by the model's ``set_fr``.
 
     ``frinr export`` relies on this naming to load a folded FR run as its baseline.
     """
-    baseline = f"{name}-baseline"
+    baseline = make_config(f"{name}-baseline")
+    baseline.pipeline.model.set_fr(False)
     return (
-        MethodSpecification(config=make_config(name, fr=True), description=description),
-        MethodSpecification(config=make_config(baseline, fr=False), description=f"{name} with plain linear layers."),
+        MethodSpecification(config=make_config(name), description=description),
+        MethodSpecification(config=baseline, description=f"{name} with plain linear layers."),
     )
 
 
@@ -127,12 +122,9 @@ def _adam(lr: float, steps: int) -> dict:
     }
 
 
-def dvgo_trainer_config(method_name: str, *, fr: bool) -> TrainerConfig:
-    """The shared ``TrainerConfig``; ``fr`` turns rgbnet's FourierLinear layer on or off."""
-    model = DVGOModelConfig(
-        field=DVGOFieldConfig(rgbnet=HeadConfig(hidden_features=128, hidden_layers=1, fr=fr, fourier=dvgo_fourier())),
-        eval_num_rays_per_chunk=8192,
-    )
+def dvgo_trainer_config(method_name: str) -> TrainerConfig:
+    """frinr-dvgo's ``TrainerConfig``: DirectVoxGO's settings, the field's FR rgbnet."""
+    model = DVGOModelConfig(eval_num_rays_per_chunk=8192)
     steps = model.coarse_steps + 20000
     return FrinrTrainerConfig(
         method_name=method_name,

@@ -1,0 +1,23 @@
+"""Any method's config moved to this machine: ``frinr compare`` trains built-ins (which default to CUDA) here too."""
+
+from __future__ import annotations
+
+import torch
+
+
+def adapt_to_machine(config) -> None:
+    """Make any method's ``TrainerConfig`` run here, in place: CPU without CUDA, torch without tinycudann, and
+    nerfstudio's plain datamanager instead of the parallel one, which hangs in-process on the CPU."""
+    from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManager
+    from nerfstudio.data.datamanagers.parallel_datamanager import ParallelDataManager
+    from nerfstudio.utils.external import TCNN_EXISTS
+
+    cuda = torch.cuda.is_available()
+    config.machine.device_type = "cuda" if cuda else "cpu"
+    config.mixed_precision = config.mixed_precision and cuda
+    model = config.pipeline.model
+    if hasattr(model, "implementation") and not (cuda and TCNN_EXISTS):
+        model.implementation = "torch"
+    datamanager = config.pipeline.datamanager
+    if not cuda and getattr(datamanager, "_target", None) is ParallelDataManager:
+        datamanager._target = VanillaDataManager
