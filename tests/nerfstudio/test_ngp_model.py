@@ -180,3 +180,11 @@ def test_camera_optimizer_refines_poses_in_its_own_group() -> None:
     assert "camera_opt_regularizer" in losses
     sum(losses.values()).backward()
     assert groups["camera_opt"][0].grad.abs().sum() > 0
+
+
+def test_alpha_thre_cap_is_nerfaccs_rule() -> None:
+    model = small_model()
+    model.occupancy_grid.occs.fill_(0.002)
+    assert model.alpha_threshold() == model.config.alpha_thre == 0.01
+    model.config.alpha_thre_cap = True
+    assert model.alpha_threshold() == pytest.approx(0.002)

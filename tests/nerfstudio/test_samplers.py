@@ -187,3 +187,23 @@ def test_on_cuda_the_torch_grid_matches_the_cpu_and_nerfaccs_traversal(grid: Tor
     nerfacc_grid.load_state_dict(grid.state_dict())
     by_nerfacc = nerfacc_grid.sampling(origins.cuda(), dirs.cuda(), **settings)[0]
     assert abs(by_nerfacc.numel() - on_cpu[0].numel()) <= 0.1 * on_cpu[0].numel()  # steps start elsewhere, same cells
+
+
+def test_alpha_threshold_is_applied_as_given_not_lowered_to_the_mean_occupancy() -> None:
+    """nerfacc lowers alpha_thre to the mean occupancy; in a sparse grid that keeps nearly transparent samples. Here
+    the threshold is the caller's (the models offer nerfacc's rule as alpha_thre_cap)."""
+    torch.manual_seed(0)
+    grid = TorchOccGrid(torch.tensor([-1.0, -1, -1, 1, 1, 1]), resolution=16, levels=2).train()
+    grid.update_every_n_steps(step=0, occ_eval_fn=lambda x: ball_density(0.4)(x) * 0.1)  # a faint ball
+    origins, dirs = rays_at_origin()
+    faint = ball_density(0.4, value=0.5)  # alpha of one step: 1 - exp(-0.5 * 0.01) = 0.005
+
+    def sigma_fn(t_starts, t_ends, ray_indices):
+        return faint(origins[ray_indices] + dirs[ray_indices] * ((t_starts + t_ends) / 2)[:, None])[:, 0]
+
+    assert grid.mean_occupancy() < 0.01  # the cap would bind: nerfacc would keep these samples
+    kept = grid.sampling(origins, dirs, sigma_fn=sigma_fn, render_step_size=STEP, alpha_thre=0.01)[0]
+    assert kept.numel() == 0  # every sample is fainter than 0.01
+    capped = grid.mean_occupancy()
+    kept = grid.sampling(origins, dirs, sigma_fn=sigma_fn, render_step_size=STEP, alpha_thre=capped)[0]
+    assert kept.numel() > 0  # nerfacc's rule (alpha_thre_cap) keeps them
