@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from benchmarks.report import BENCHMARKS, write_section
+from benchmarks.report import BENCHMARKS, search_notes, write_section
 from frinr_core import tuning
 from frinr_core.mlp import FourierConfig, MLPConfig
 from frinr_core.tasks.fit1d import Fit1d, Fit1dConfig, run
@@ -40,7 +40,7 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=BENCHMARKS, help="markdown file to write the section to")
     args = parser.parse_args()
 
-    rows = []
+    rows, searched = [], []
     for arch in args.archs:
         config = Fit1dConfig(
             out=args.out / arch, compare=True, ntk_steps=(0, args.steps // 10, args.steps),
@@ -52,6 +52,7 @@ def main() -> None:
         )  # fmt: skip
         payload = run(config)
         for run_ in payload["runs"]:
+            searched.append((run_["name"], run_))
             errors = " | ".join(f"{v:.3f}" for v in run_["rel_error"].values())
             ntk = " → ".join(f"{n['shares'][0]:.2f}" for n in run_["ntk"])
             speed = fastest(payload.get("sweep", [run_]), run_["name"], 0.1)
@@ -73,6 +74,9 @@ def main() -> None:
         "| arm | lr | err 1.5 | err 2.5 | err 3.5 | err 4.5 | fewest steps to all < 0.1 (any lr run in full) | MSE "
         "| NTK top-1 share | train s |\n|---|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows)
     )
+    notes = search_notes(searched)
+    if notes:
+        body += "\n\nSearches that went past the first grid of rates:\n\n" + notes
     write_section("fit1d", "Spectral bias in 1D: baseline vs FR (tuned learning rates)", body, args.results)
 
 

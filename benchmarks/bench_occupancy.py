@@ -10,7 +10,7 @@ import argparse
 import resource
 from pathlib import Path
 
-from benchmarks.report import BENCHMARKS, write_section
+from benchmarks.report import BENCHMARKS, cached_run, search_notes, write_section
 from frinr_core import tuning
 from frinr_core.mlp import FourierConfig, MLPConfig
 from frinr_core.tasks.occupancy import Occupancy, OccupancyConfig, run
@@ -32,20 +32,27 @@ def main() -> None:
     parser.add_argument("--lr-sweep", default=None, help="exhaustive grid instead of the tuned comparison")
     parser.add_argument("--out", type=Path, default=Path("outputs/bench_occupancy"))
     parser.add_argument("--results", type=Path, default=BENCHMARKS, help="markdown file to write the section to")
+    parser.add_argument("--keep-finished", action="store_true", help="reuse runs made with these settings")
     args = parser.parse_args()
 
-    rows = []
+    rows, searched = [], []
     for shape in args.shapes:
         config = OccupancyConfig(
-            **SHAPES[shape], out=args.out / shape, compare=True, resolution=args.resolution, batch=args.batch,
+            **SHAPES[shape], out=args.out / args.arch / shape, compare=True, resolution=args.resolution,
+            batch=args.batch,
             network=MLPConfig(
                 arch=args.arch, hidden_features=args.width, hidden_layers=2, pe_frequencies=10,
                 fourier=FourierConfig(args.freqs, args.freqs, 8, alpha=0.001 if args.arch == "siren" else 0.01),
             ),
             train=TrainOptions(steps=args.steps, lr_decay=0.2, lr_sweep=args.lr_sweep, eval_every=args.steps),
         )  # fmt: skip
-        payload = run(config)
+        settings = {
+            "shape": shape, "arch": args.arch, "resolution": args.resolution, "width": args.width, "freqs": args.freqs,
+            "steps": args.steps, "batch": args.batch, "rates": args.lr_sweep or tuning.describe(Occupancy.default_lr),
+        }  # fmt: skip
+        payload = cached_run(config.out, settings, lambda c=config: run(c), args.keep_finished)
         baseline, fr = payload["runs"]
+        searched += [(f"{shape} {r['name']}", r) for r in (baseline, fr)]
         grid = "×".join(map(str, payload["grid"]))
         rows.append(
             f"| {shape} | {grid} | {baseline['lr']:g} | {baseline['iou']:.4f} | {fr['lr']:g} | {fr['iou']:.4f} "
@@ -71,6 +78,9 @@ def main() -> None:
         "| trained params (base / FR) | train s (base / FR) |\n|---|---|---|---|---|---|---|---|---|---|\n"
         + "\n".join(rows)
     )
+    notes = search_notes(searched)
+    if notes:
+        body += "\n\nSearches that went past the first grid of rates:\n\n" + notes
     write_section(f"occupancy-{args.arch}", f"3D occupancy, {args.arch}: baseline vs FR (tuned learning rates)", body,
                   args.results)  # fmt: skip
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import platform
 import re
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -40,3 +42,37 @@ def publish(name: str, title: str, body: str, dry_run: bool = False) -> None:
         print(body)
     else:
         write_section(name, title, body)
+
+
+def cached_run(out: Path, settings: dict, run: Callable[[], dict], keep: bool) -> dict:
+    """``run()``'s metrics.json payload, or with ``keep`` the one already in ``out`` if it was made with ``settings``.
+
+    ``settings`` (JSON-serialisable) is stored beside metrics.json as bench.json once a run finishes, so a long
+    benchmark interrupted part-way (or extended by more images) redoes only what is missing.
+    """
+    marker, metrics = out / "bench.json", out / "metrics.json"
+    if keep and marker.exists() and metrics.exists() and json.loads(marker.read_text()) == settings:
+        print(f"kept {metrics} (same settings)")
+        return json.loads(metrics.read_text())
+    payload = run()
+    marker.write_text(json.dumps(settings, indent=1))
+    return payload
+
+
+def search_notes(labelled: list[tuple[str, dict]]) -> str:
+    """One line per tuned arm whose search went past the first grid or ended on its edge; "" when none did.
+
+    ``labelled``: (label, run record) pairs, e.g. ("kodim01 pe+fr", run).
+    """
+    lines = []
+    for label, run in labelled:
+        search = run.get("search")
+        if not search or not (search["added"] or search["at_edge"]):
+            continue
+        rates = search["rates"]
+        where = "still the edge of the rates tried" if search["at_edge"] else "interior after the extension"
+        lines.append(
+            f"- {label}: chose {run['lr']:g}; {search['added']} rate(s) added past the first grid "
+            f"(tried {rates[0]:g} … {rates[-1]:g}), {where}"
+        )
+    return "\n".join(lines)
