@@ -10,9 +10,9 @@ makes Instant-NGP fast:
 - hierarchical empty-space skipping: a ray is first marched through coarse blocks of cells (each level's grid
   max-pooled into 8 blocks per axis), and fine steps are laid only where it crosses an occupied block, then kept
   only in occupied cells — work follows occupied space, not the box;
-- early ray termination: a gradient-free density pass over the kept samples drops every sample behind an opaque
-  surface (transmittance < ``early_stop_eps``) or nearly transparent (alpha < ``alpha_thre``), so the training
-  pass runs the field on the survivors only.
+- early ray termination: a gradient-free density pass, front to back in rounds, drops every sample behind an opaque
+  surface (transmittance < ``early_stop_eps``) without evaluating it, and every nearly transparent one (alpha <
+  ``alpha_thre``), so the training pass runs the field on the survivors only.
 
 nerfacc lowers ``alpha_thre`` to the grid's mean occupancy, so that an untrained field keeps samples. In a real capture
 most cells are empty, the mean stays far below the threshold all along, and nearly transparent samples are kept.
@@ -73,6 +73,46 @@ def visible(
     (transmittance < ``eps``). The one rule of both grids; ``alpha_thre`` is not lowered to the mean occupancy."""
     _, transmittance, alphas = render_weight_from_density(t_starts, t_ends, sigmas, ray_indices, n_rays)
     return (alphas >= alpha_thre) & (transmittance >= eps)
+
+
+def visible_front_to_back(
+    t_starts: Tensor,
+    t_ends: Tensor,
+    ray_indices: Tensor,
+    n_rays: int,
+    sigma_fn: SigmaFn,
+    alpha_thre: float,
+    eps: float,
+    chunk: int = 1 << 18,
+    first_window: int = 32,
+) -> Tensor:
+    """(N,) bool: :func:`visible`'s mask, evaluating the density front to back and only until each ray is opaque.
+
+    Packed samples (sorted by ray, then distance) are evaluated in rounds: the next ``first_window`` samples of every
+    ray still transparent, then twice as many, and so on; a ray whose transmittance falls below ``eps`` leaves. The
+    candidates behind the first surface — on a real capture, the occupied cells of everything behind a wall — are
+    never evaluated (Instant-NGP's inference march does the same). A round needs its size on the host, so this is
+    the CPU path; on CUDA one batched pass over every candidate is cheaper (nerfacc's grid does that).
+    """
+    device, n = ray_indices.device, ray_indices.numel()
+    counts = torch.bincount(ray_indices, minlength=n_rays)  # (R,)
+    rank = torch.arange(n, device=device) - (torch.cumsum(counts, 0) - counts)[ray_indices]  # (N,) index within ray
+    keep = torch.zeros(n, dtype=torch.bool, device=device)
+    depth = torch.zeros(n_rays, dtype=torch.float64, device=device)  # (R,) optical depth of the evaluated samples
+    pending, window_end, window = torch.arange(n, device=device), first_window, first_window  # (P,) not yet evaluated
+    while pending.numel():
+        now = rank[pending] < window_end
+        batch, pending = pending[now], pending[~now]  # (B,), both still sorted by ray then distance
+        rays = ray_indices[batch]
+        sigmas = torch.cat([sigma_fn(t_starts[i], t_ends[i], ray_indices[i]) for i in batch.split(chunk)])  # (B,)
+        tau = (sigmas * (t_ends[batch] - t_starts[batch])).double()  # (B,)
+        transmittance = torch.exp(-(segment_exclusive_sum(tau, rays, n_rays) + depth[rays]))
+        keep[batch] = (1.0 - torch.exp(-tau) >= alpha_thre) & (transmittance >= eps)
+        depth.index_add_(0, rays, tau)
+        pending = pending[torch.exp(-depth[ray_indices[pending]]) >= eps]  # rays still transparent
+        window *= 2
+        window_end += window
+    return keep
 
 
 class GridGeometry:
@@ -305,9 +345,9 @@ class TorchOccGrid(GridGeometry, nn.Module):
         ray_indices, t_starts, t_ends = ray_indices[keep], t_starts[keep], t_ends[keep]
 
         if sigma_fn is not None and (alpha_thre > 0 or early_stop_eps > 0) and ray_indices.numel():
-            chunks = zip(t_starts.split(chunk), t_ends.split(chunk), ray_indices.split(chunk), strict=True)
-            sigmas = torch.cat([sigma_fn(*args) for args in chunks])  # (N,), in bounded memory
-            keep = visible(t_starts, t_ends, sigmas, ray_indices, n_rays, alpha_thre, early_stop_eps)
+            keep = visible_front_to_back(
+                t_starts, t_ends, ray_indices, n_rays, sigma_fn, alpha_thre, early_stop_eps, chunk
+            )  # (N,), evaluating the field in chunks of bounded memory
             ray_indices, t_starts, t_ends = ray_indices[keep], t_starts[keep], t_ends[keep]
         return ray_indices, t_starts, t_ends
 

@@ -8,7 +8,13 @@ import pytest
 import torch
 
 from frinr_core.errors import InputError
-from frinr_nerfstudio.method.samplers import TorchOccGrid, render_weight_from_density, segment_exclusive_sum
+from frinr_nerfstudio.method.samplers import (
+    TorchOccGrid,
+    render_weight_from_density,
+    segment_exclusive_sum,
+    visible,
+    visible_front_to_back,
+)
 
 STEP = 0.01
 
@@ -87,6 +93,33 @@ def test_sampling_terminates_rays_early(grid: TorchOccGrid) -> None:
     assert torch.bincount(ray_indices).max() <= 2  # tau = 10 per step: nothing visible after two steps
     assert ray_indices.numel() < all_samples.numel() / 10
     assert (sigma_fn(starts, ends, ray_indices) > 0).all()
+
+
+@pytest.mark.parametrize("first_window", [1, 3, 32])
+def test_front_to_back_keeps_what_one_pass_keeps_and_skips_occluded_samples(first_window: int) -> None:
+    """Random packed rays through a noisy half-opaque medium: the rounds keep exactly the samples a density pass over
+    every sample keeps, and never evaluate a sample behind the point where its ray became opaque."""
+    gen = torch.Generator().manual_seed(3)
+    counts = torch.randint(0, 200, (50,), generator=gen)  # some rays have no sample
+    ray_indices = torch.repeat_interleave(torch.arange(50), counts)
+    t_starts = torch.cat([torch.arange(int(c)) * 0.05 for c in counts]).float()
+    t_ends = t_starts + 0.05
+    in_medium = (torch.rand(50, generator=gen) < 0.7)[ray_indices]  # the other rays never become opaque
+    field = torch.rand(ray_indices.numel(), generator=gen) ** 8 * 60 * in_medium
+    key = {(int(r), round(float(t), 4)): float(v) for r, t, v in zip(ray_indices, t_starts, field, strict=True)}
+    evaluated = []
+
+    def sigma_fn(starts, ends, rays):  # the density of a sample, looked up by (ray, t): any order works
+        evaluated.append(rays.numel())
+        return torch.tensor([key[(int(r), round(float(t), 4))] for r, t in zip(rays, starts, strict=True)])
+
+    one_pass = visible(t_starts, t_ends, field, ray_indices, 50, alpha_thre=0.01, eps=1e-4)
+    rounds = visible_front_to_back(t_starts, t_ends, ray_indices, 50, sigma_fn, 0.01, 1e-4, chunk=97,
+                                   first_window=first_window)  # fmt: skip
+    assert torch.equal(rounds, one_pass)
+    _, transmittance, _ = render_weight_from_density(t_starts, t_ends, field, ray_indices, 50)
+    still_transparent = (transmittance >= 1e-4).sum()  # samples before each ray's termination: these must be seen
+    assert still_transparent <= sum(evaluated) < ray_indices.numel() * 0.8
 
 
 def test_update_counts_unseen_cells_occupied_and_decays() -> None:
