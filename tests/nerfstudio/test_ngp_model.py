@@ -144,6 +144,28 @@ def test_learned_background_is_what_empty_rays_see_and_it_trains() -> None:
     assert set(map(id, model.background.parameters())) <= set(map(id, model.get_param_groups()["fields"]))
 
 
+def test_background_auto_is_learned_on_captures_white_on_blender_and_explicit_choices_stay() -> None:
+    from nerfstudio.data.dataparsers.blender_dataparser import BlenderDataParserConfig
+    from nerfstudio.data.dataparsers.instant_ngp_dataparser import InstantNGPDataParserConfig
+    from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
+
+    from frinr_nerfstudio.method.models.dvgo import DVGOModelConfig
+
+    expected = {BlenderDataParserConfig: "white", NerfstudioDataParserConfig: "learned",
+                InstantNGPDataParserConfig: "learned"}  # fmt: skip
+    for parser, colour in expected.items():
+        config = NGPModelConfig()
+        config.settle(parser(), "cpu")
+        assert config.background_color == colour
+        explicit = NGPModelConfig(background_color="black")
+        explicit.settle(parser(), "cpu")
+        assert explicit.background_color == "black"
+    assert DVGOModelConfig().background_color == "white"  # measured for frinr-ngp only
+    unsettled = capture_model()  # a model built without a dataparser: white, no background field
+    assert unsettled.config.background_color == "auto" and unsettled.background is None
+    assert unsettled.renderer_rgb.background_color == "white"
+
+
 def test_appearance_embedding_per_training_image_and_mean_for_other_views() -> None:
     torch.manual_seed(0)
     model = capture_model(app=8).train()

@@ -63,11 +63,12 @@ class OccupancyModelConfig(ModelConfig):
     without one takes off."""
     near_plane: float = 0.05
     far_plane: float = 1e3
-    background_color: Literal["random", "black", "white", "learned"] = "white"
+    background_color: Literal["auto", "random", "black", "white", "learned"] = "white"
     """What a ray sees after the grid. White matches blender-data, which composites its RGBA images on white; the
     occupancy grid can then keep empty space empty. 'random' needs RGBA ground truth (e.g. blender-data --alpha-color
     None). 'learned': a colour per direction (an environment map), for real captures, whose far surroundings would
-    otherwise have to be painted as density inside the grid."""
+    otherwise have to be painted as density inside the grid. 'auto': white for blender-data, learned for every other
+    dataparser (frinr-ngp's default, measured in BENCHMARKS.md, *captures-sweep*); white without a dataparser."""
     camera_optimizer: CameraOptimizerConfig = field(default_factory=lambda: CameraOptimizerConfig(mode="off"))
     """nerfstudio's pose refinement (as nerfacto's, mode SO3xR3), for captures whose poses are noisy; trains in the
     'camera_opt' parameter group."""
@@ -88,7 +89,7 @@ class OccupancyModelConfig(ModelConfig):
                 head = getattr(head, name)
             head.fr = on
 
-    SETTLED: ClassVar[tuple[str, ...]] = ("contraction", "occupancy_backend")
+    SETTLED: ClassVar[tuple[str, ...]] = ("contraction", "background_color", "occupancy_backend")
     """Settings that ``settle`` turns from auto (or None) into what they mean for a scene and device."""
 
     def adopt(self, recorded: OccupancyModelConfig) -> None:
@@ -106,8 +107,12 @@ class OccupancyModelConfig(ModelConfig):
         """Replace every ``auto`` by what it means for this scene and device, in place. Called when a run's config is
         saved (so config.yml records it and every later load rebuilds the same modules) and when a pipeline is
         built; explicit settings stay (they may be a recorded run's)."""
-        if self.contraction == "auto" and dataparser is not None:
-            self.contraction = "off" if isinstance(dataparser, BlenderDataParserConfig) else "on"
+        if dataparser is not None:
+            synthetic = isinstance(dataparser, BlenderDataParserConfig)
+            if self.contraction == "auto":
+                self.contraction = "off" if synthetic else "on"
+            if self.background_color == "auto":
+                self.background_color = "white" if synthetic else "learned"
         self.occupancy_backend = backends.occupancy_grid(self.occupancy_backend, device)
 
 
@@ -120,9 +125,9 @@ class OccupancyModel(Model):
 
     def populate_modules(self) -> None:
         super().populate_modules()
-        learned = self.config.background_color == "learned"
-        self.background = BackgroundField() if learned else None  # then rendered on black, the learned colour added
-        self.renderer_rgb = RGBRenderer(background_color="black" if learned else self.config.background_color)
+        colour = "white" if self.config.background_color == "auto" else self.config.background_color  # unsettled
+        self.background = BackgroundField() if colour == "learned" else None  # rendered on black, the learned added
+        self.renderer_rgb = RGBRenderer(background_color="black" if colour == "learned" else colour)
         self.camera_optimizer = self.config.camera_optimizer.setup(num_cameras=self.num_train_data, device="cpu")
         self.renderer_accumulation = AccumulationRenderer()
         self.renderer_depth = DepthRenderer(method="expected")

@@ -10,6 +10,7 @@ one scan.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
@@ -25,6 +26,8 @@ class NGPModelConfig(OccupancyModelConfig):
 
     _target: type = field(default_factory=lambda: NGPModel)
     field: NGPFieldConfig = field(default_factory=NGPFieldConfig)
+    background_color: Literal["auto", "random", "black", "white", "learned"] = "auto"
+    """As ``OccupancyModelConfig``'s; auto: a learned background on real captures, white on blender-data."""
     grid_resolution: int | None = None
     """Cells per axis of each occupancy-grid level; None: 128 (nerfstudio's) with the model on CUDA, 64 on the CPU
     (64³ cells per level, refreshed on nerfacc's schedule, cost a few percent of a step there)."""
