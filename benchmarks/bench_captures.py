@@ -6,6 +6,7 @@ a time, every training process single-threaded, so all methods run under the sam
 under the same protocol gives its reference rate. Evaluation is on the same evenly spaced test views for every method.
 
     .venv/bin/python -m benchmarks.bench_captures --minutes 10 --jobs 2
+    .venv/bin/python -m benchmarks.bench_captures --minutes 10 --report   # tabulate the comparisons already run
 """
 
 from __future__ import annotations
@@ -38,8 +39,9 @@ def compare(scene_dir: Path, methods: tuple[str, ...], seed: int, args, out: Pat
     return json.loads((out / "summary.json").read_text())
 
 
-def fmt(values: list[float], digits: int = 2) -> str:
-    return " / ".join(f"{v:.{digits}f}" for v in values)
+def fmt(values: list[float | None], digits: int = 2) -> str:
+    """Per-seed values; n/a where a method does not report one (nerfacto's samples per ray)."""
+    return " / ".join("n/a" if v is None else f"{v:.{digits}f}" for v in values)
 
 
 def scene_table(scene: str, runs: dict[str, list[dict]], lego_rate: float | None) -> str:
@@ -59,7 +61,7 @@ def scene_table(scene: str, runs: dict[str, list[dict]], lego_rate: float | None
         rows.append(
             f"| {method} | {fmt([r['psnr'] for r in good])} | {mean[method]:.2f} | "
             f"{statistics.mean(r['ssim'] for r in good):.3f} | {rate[method]:.0f} | "
-            f"{fmt([r['train_samples_per_ray'] or 0 for r in good], 1)} | "
+            f"{fmt([r['train_samples_per_ray'] for r in good], 1)} | "
             f"{fmt([r['render_seconds_per_view'] for r in good], 1)} | {fmt([r['steps'] for r in good], 0)} |"
         )
     targets = []
@@ -92,13 +94,17 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("outputs/captures"))
     parser.add_argument("--no-write", action="store_true", help="print the results, leave BENCHMARKS.md alone")
+    parser.add_argument("--report", action="store_true", help="train nothing: tabulate the comparisons in --out")
     args = parser.parse_args()
     jobs = [("lego_100", DATA / "lego_100", ("frinr-ngp",), args.seeds[0])]
     for scene in args.scenes:
         for index, seed in enumerate(args.seeds):
             jobs.append((scene, DATA / "captures" / scene, PAIR + (OTHERS if index == 0 else ()), seed))
-    with ThreadPoolExecutor(args.jobs) as pool:
-        summaries = list(pool.map(lambda j: compare(j[1], j[2], j[3], args, args.out / j[0] / f"seed{j[3]}"), jobs))
+    if args.report:  # a failed run stays failed here; running the comparison again would retry it
+        summaries = [json.loads((args.out / j[0] / f"seed{j[3]}" / "summary.json").read_text()) for j in jobs]
+    else:
+        with ThreadPoolExecutor(args.jobs) as pool:
+            summaries = list(pool.map(lambda j: compare(j[1], j[2], j[3], args, args.out / j[0] / f"seed{j[3]}"), jobs))
     by_scene: dict[str, dict[str, list[dict]]] = {}
     for (scene, *_), summary in zip(jobs, summaries, strict=True):
         for run in summary["runs"]:
