@@ -74,9 +74,7 @@ def main() -> None:
         "| arm | lr | err 1.5 | err 2.5 | err 3.5 | err 4.5 | fewest steps to all < 0.1 (any lr run in full) | MSE "
         "| NTK top-1 share | train s |\n|---|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows)
     )
-    notes = search_notes(searched)
-    if notes:
-        body += "\n\nSearches that went past the first grid of rates:\n\n" + notes
+    body += search_notes(searched)
     write_section("fit1d", "Spectral bias in 1D: baseline vs FR (tuned learning rates)", body, args.results)
 
 

@@ -89,9 +89,7 @@ def main() -> None:
         + "\n\nFR − baseline per architecture over the images (std: sample standard deviation):\n\n"
         + gain_summary(gains)
     )
-    notes = search_notes(searched)
-    if notes:
-        body += "\n\nSearches that went past the first grid of rates:\n\n" + notes
+    body += search_notes(searched)
     title = "Baseline vs FR on Kodak (full resolution, pixel batches, tuned learning rates)"
     write_section(args.section, title, body, args.results)
 

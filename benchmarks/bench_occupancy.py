@@ -78,9 +78,7 @@ def main() -> None:
         "| trained params (base / FR) | train s (base / FR) |\n|---|---|---|---|---|---|---|---|---|---|\n"
         + "\n".join(rows)
     )
-    notes = search_notes(searched)
-    if notes:
-        body += "\n\nSearches that went past the first grid of rates:\n\n" + notes
+    body += search_notes(searched)
     write_section(f"occupancy-{args.arch}", f"3D occupancy, {args.arch}: baseline vs FR (tuned learning rates)", body,
                   args.results)  # fmt: skip
 

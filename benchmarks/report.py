@@ -60,7 +60,8 @@ def cached_run(out: Path, settings: dict, run: Callable[[], dict], keep: bool) -
 
 
 def search_notes(labelled: list[tuple[str, dict]]) -> str:
-    """One line per tuned arm whose search went past the first grid or ended on its edge; "" when none did.
+    """A paragraph to append to a section: one line per tuned arm whose search went past the first grid or ended on
+    its edge; "" when none did.
 
     ``labelled``: (label, run record) pairs, e.g. ("kodim01 pe+fr", run).
     """
@@ -75,4 +76,4 @@ def search_notes(labelled: list[tuple[str, dict]]) -> str:
             f"- {label}: chose {run['lr']:g}; {search['added']} rate(s) added past the first grid "
             f"(tried {rates[0]:g} … {rates[-1]:g}), {where}"
         )
-    return "\n".join(lines)
+    return "\n\nSearches that went past the first grid of rates:\n\n" + "\n".join(lines) if lines else ""
