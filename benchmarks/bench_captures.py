@@ -7,6 +7,7 @@ under the same protocol gives its reference rate. Evaluation is on the same even
 
     .venv/bin/python -m benchmarks.bench_captures --minutes 10 --jobs 2
     .venv/bin/python -m benchmarks.bench_captures --minutes 10 --report   # tabulate the comparisons already run
+    .venv/bin/python -m benchmarks.bench_captures --minutes 10 --seeds 1 2 --pair-only --no-write   # more seeds
 """
 
 from __future__ import annotations
@@ -95,11 +96,15 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("outputs/captures"))
     parser.add_argument("--no-write", action="store_true", help="print the results, leave BENCHMARKS.md alone")
     parser.add_argument("--report", action="store_true", help="train nothing: tabulate the comparisons in --out")
+    parser.add_argument(
+        "--pair-only", action="store_true", help="the FR/baseline pair only, no lego reference: a table's further seeds"
+    )
     args = parser.parse_args()
-    jobs = [("lego_100", DATA / "lego_100", ("frinr-ngp",), args.seeds[0])]
+    jobs = [] if args.pair_only else [("lego_100", DATA / "lego_100", ("frinr-ngp",), args.seeds[0])]
     for scene in args.scenes:
         for index, seed in enumerate(args.seeds):
-            jobs.append((scene, DATA / "captures" / scene, PAIR + (OTHERS if index == 0 else ()), seed))
+            others = OTHERS if index == 0 and not args.pair_only else ()
+            jobs.append((scene, DATA / "captures" / scene, PAIR + others, seed))
     if args.report:  # a failed run stays failed here; running the comparison again would retry it
         summaries = [json.loads((args.out / j[0] / f"seed{j[3]}" / "summary.json").read_text()) for j in jobs]
     else:
@@ -109,7 +114,7 @@ def main() -> None:
     for (scene, *_), summary in zip(jobs, summaries, strict=True):
         for run in summary["runs"]:
             by_scene.setdefault(scene, {}).setdefault(run["method"], []).append(run)
-    lego = [r for r in by_scene.pop("lego_100")["frinr-ngp"] if r["status"] == "ok"]
+    lego = [r for r in by_scene.pop("lego_100", {}).get("frinr-ngp", []) if r["status"] == "ok"]
     lego_rate = lego[0]["train_rays_per_second"] if lego else None
     tables = [scene_table(scene, runs, lego_rate) for scene, runs in by_scene.items()]
     body = "\n\n".join(tables) + (

@@ -17,13 +17,16 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def apply(config, overrides: dict) -> None:
-    """Set ``overrides`` ({dotted path: value}) on a (nested dataclass) config, in place; unknown paths are errors."""
+    """Set ``overrides`` ({dotted path: value}) on a (nested dataclass) config, in place; unknown paths are errors.
+    A dict on the way is entered by key (``optimizers.mlps.optimizer.lr``); a callable value maps the current one
+    (``lambda lr: 3 * lr``)."""
     for path, value in overrides.items():
         *parents, name = path.split(".")
-        target = functools.reduce(getattr, parents, config)
+        target = functools.reduce(lambda node, key: node[key] if isinstance(node, dict) else getattr(node, key),
+                                  parents, config)  # fmt: skip
         if not hasattr(target, name):
             raise KeyError(f"{type(config).__name__} has no setting {path}")
-        setattr(target, name, value)
+        setattr(target, name, value(getattr(target, name)) if callable(value) else value)
 
 
 def run_in_pool(run_one: Callable, jobs: list[tuple], processes: int, report_only: bool = False) -> list[dict]:

@@ -22,6 +22,7 @@ PLAIN = {
     "background_color": "white",
     "field.appearance_embedding_dim": 0,
     "camera_optimizer.mode": "off",
+    "distortion_loss_mult": 0.0,
 }
 ALL = PLAIN | {"background_color": "learned", "field.appearance_embedding_dim": 32, "camera_optimizer.mode": "SO3xR3"}
 VARIANTS: dict[str, dict] = {
@@ -31,6 +32,8 @@ VARIANTS: dict[str, dict] = {
     "appearance-embedding": PLAIN | {"field.appearance_embedding_dim": 32},
     "camera-optimizer": PLAIN | {"camera_optimizer.mode": "SO3xR3"},
     "all-three": ALL,
+    "learned-bg+distortion-0.002": PLAIN | {"background_color": "learned", "distortion_loss_mult": 0.002},
+    "learned-bg+distortion-0.01": PLAIN | {"background_color": "learned", "distortion_loss_mult": 0.01},
 }
 """frinr-ngp's model settings per variant."""
 COLUMNS = ("psnr", "ssim", "train_samples_per_ray", "train_rays_per_second", "render_seconds_per_view")
@@ -87,7 +90,8 @@ def main() -> None:
         f"{args.steps} steps, seed {args.seed}, test PSNR/SSIM on {args.eval_views} evenly spaced test views. "
         "Each variant states all four settings: nerfacc's cap of the alpha threshold at the mean occupancy, a "
         "learned background (colour per direction beyond the grid) instead of white, a 32-wide per-image "
-        "appearance embedding, nerfstudio's camera optimizer (SO3xR3). "
+        "appearance embedding, nerfstudio's camera optimizer (SO3xR3); the distortion variants add Mip-NeRF 360's "
+        "distortion loss at the weight named (nerfacto's is 0.002) to the learned background. "
         f"Runs were {args.jobs} one-thread jobs at a time, so train rays/s and render s/view compare variants "
         "with each other, not with solo runs."
     )

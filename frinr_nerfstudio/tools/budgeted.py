@@ -77,6 +77,7 @@ class BudgetTrainer(Trainer):
     def setup(self, *args, **kwargs) -> None:
         super().setup(*args, **kwargs)
         self.train_seconds, self.train_rays, self.train_samples, self.curve = 0.0, 0, 0, []
+        self.samples_curve: list[tuple[int, float]] = []  # (step, samples per ray of its batch): the work per step
 
     def train_iteration(self, step: int):
         start = time.perf_counter()
@@ -86,6 +87,7 @@ class BudgetTrainer(Trainer):
         self.train_rays += rays
         if "num_samples_per_batch" in metrics_dict:  # models that march samples say how many (cost per sample)
             self.train_samples += int(metrics_dict["num_samples_per_batch"])
+            self.samples_curve.append((step + 1, round(int(metrics_dict["num_samples_per_batch"]) / rays, 2)))
         if "psnr" in metrics_dict:  # PSNR of the training batch: a cheap, noisy learning curve
             self.curve.append((step + 1, round(self.train_seconds, 3), float(metrics_dict["psnr"])))
         if self.train_seconds >= self.budget_seconds:
@@ -169,6 +171,7 @@ def execute(run: BudgetRun, recipe: Callable[[TrainerConfig], None] | None = Non
         "train_rays_per_second": round(trainer.train_rays / max(trainer.train_seconds, 1e-9)),
         "train_samples_per_ray": round(trainer.train_samples / max(trainer.train_rays, 1), 1) or None,
         "peak_memory_mb": round(peak_mb), "memory": memory, "params": params, "curve": trainer.curve,
+        "samples_curve": trainer.samples_curve,
     }  # fmt: skip
     del trainer
     config_path = config.get_base_dir() / "config.yml"

@@ -118,7 +118,7 @@ def run(config: CompareConfig) -> list[dict]:
     runs = [_run(config, method, dataparser, downscale) for method in config.methods]
     config.out.mkdir(parents=True, exist_ok=True)
     results = [run_method(r) for r in runs]
-    rows = [{k: v for k, v in r.items() if k != "curve"} for r in results]
+    rows = [{k: v for k, v in r.items() if k not in ("curve", "samples_curve")} for r in results]
     setting = {"dataparser": dataparser, "downscale": downscale, "eval_views": config.eval_views}
     io.write_json(config.out / "summary.json", {"budget": _budget(runs[0]), **setting, "runs": rows})
     table = io.markdown_table(rows, COLUMNS)

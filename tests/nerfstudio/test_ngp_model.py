@@ -210,3 +210,18 @@ def test_alpha_thre_cap_is_nerfaccs_rule() -> None:
     assert model.alpha_threshold() == model.config.alpha_thre == 0.01
     model.config.alpha_thre_cap = True
     assert model.alpha_threshold() == pytest.approx(0.002)
+
+
+def test_distortion_loss_is_off_by_default_and_trains_the_density_when_on() -> None:
+    torch.manual_seed(0)
+    batch = {"image": torch.full((64, 3), 0.5)}
+    default = small_model().train()
+    assert "distortion_loss" not in default.get_loss_dict(default(rays(64)), batch)
+    model = capture_model(distortion_loss_mult=0.01).train()
+    losses = model.get_loss_dict(model(rays(64)), batch)
+    assert losses["distortion_loss"] > 0
+    losses["distortion_loss"].backward()
+    grads = [p.grad for p in model.field.parameters() if p.grad is not None]
+    assert grads and sum(g.abs().sum() for g in grads) > 0
+    model.eval()
+    assert "distortion" not in model(rays(64))  # a training term only

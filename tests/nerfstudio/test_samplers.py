@@ -10,6 +10,8 @@ import torch
 from frinr_core.errors import InputError
 from frinr_nerfstudio.method.samplers import (
     TorchOccGrid,
+    distortion_loss,
+    nerfacto_spacing,
     render_weight_from_density,
     segment_exclusive_sum,
     visible,
@@ -143,6 +145,30 @@ def test_segment_scan_and_weights_per_ray() -> None:
     weights, transmittance, alphas = render_weight_from_density(starts, starts + 1, values, ray_indices, 4)
     torch.testing.assert_close(transmittance[:3], torch.exp(-torch.tensor([0.0, 1, 3])))
     torch.testing.assert_close(weights, transmittance * (1 - torch.exp(-values)))
+
+
+def test_distortion_loss_is_mip_nerf_360s_pair_sum_and_prefers_compact_weight() -> None:
+    """The O(N) prefix-sum form equals the O(N^2) definition per ray, and a ray whose weight sits in one place costs
+    less than the same weight spread along it."""
+    gen = torch.Generator().manual_seed(3)
+    counts = [5, 1, 9]
+    ray_indices = torch.repeat_interleave(torch.arange(3), torch.tensor(counts))
+    edges = [torch.sort(torch.rand(c + 1, generator=gen) * 4)[0] for c in counts]
+    starts, ends = torch.cat([e[:-1] for e in edges]), torch.cat([e[1:] for e in edges])
+    weights = torch.rand(len(starts), generator=gen) / 4
+    expected = 0.0
+    for ray in range(3):
+        at = ray_indices == ray
+        s0, s1, w = nerfacto_spacing(starts[at]), nerfacto_spacing(ends[at]), weights[at]
+        mid = (s0 + s1) / 2
+        expected += (w[:, None] * w[None] * (mid[:, None] - mid[None]).abs()).sum() + (w**2 * (s1 - s0)).sum() / 3
+    assert torch.allclose(distortion_loss(weights, starts, ends, ray_indices, 3), expected / 3, rtol=1e-5)
+
+    t = torch.linspace(1.0, 3.0, 11)
+    one_ray = torch.zeros(10, dtype=torch.long)
+    compact = torch.zeros(10).index_fill_(0, torch.tensor([4]), 0.9)
+    spread = torch.full((10,), 0.09)
+    assert distortion_loss(compact, t[:-1], t[1:], one_ray, 1) < distortion_loss(spread, t[:-1], t[1:], one_ray, 1)
 
 
 def test_checkpoint_of_another_grid_shape_is_a_clear_error() -> None:

@@ -94,3 +94,32 @@ def test_export_renders_the_same_as_a_smaller_baseline_checkpoint(trained_ngp: P
 def test_export_bad_input(tmp_path: Path, capsys) -> None:
     assert main(["export", "--load-config", str(tmp_path / "missing.yml")]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_every_benchmarked_fr_variant_names_real_settings() -> None:
+    """The FR sweeps' variants (dotted paths into a method's config, dicts entered by key, callables mapping the old
+    value) all resolve: a renamed setting fails here, not an hour into a sweep."""
+    import copy
+
+    from nerfstudio.configs.method_configs import all_methods
+
+    from benchmarks.bench_dvgo import cpu_recipe
+    from benchmarks.nerf import apply
+    from benchmarks.sweep_fr import VARIANTS
+
+    for method, variants in VARIANTS.items():
+        for overrides in variants.values():
+            config = copy.deepcopy(all_methods[method])
+            if method == "frinr-dvgo":
+                cpu_recipe(config)
+            apply(config, overrides)
+    config = copy.deepcopy(all_methods["frinr-dvgo"])
+    mlps = config.optimizers["mlps"]
+    before = (mlps["optimizer"].lr, mlps["scheduler"].lr_final)
+    apply(config, VARIANTS["frinr-dvgo"]["paper-lr-x3"])
+    assert (mlps["optimizer"].lr, mlps["scheduler"].lr_final) == pytest.approx((3 * before[0], 3 * before[1]))
+    assert config.pipeline.model.field.rgbnet.fr
+    apply(config, VARIANTS["frinr-dvgo"]["baseline"])
+    assert not config.pipeline.model.field.rgbnet.fr
+    with pytest.raises(KeyError, match="no setting"):
+        apply(config, {"pipeline.model.field.rgbnet.no_such": 1})

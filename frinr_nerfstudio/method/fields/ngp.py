@@ -34,7 +34,7 @@ class NGPFieldConfig(InstantiateConfig):
     Instant-NGP colour-MLP settings. The paper reparameterizes only the colour MLP; on lego_100 also reparameterizing
     the density input layer sharpens geometry sooner (fewer samples per ray, so more rays per dynamic batch), which
     puts FR ahead of the baseline at equal budget where the colour layer alone is not (BENCHMARKS.md,
-    ``benchmarks/sweep_ngp_fr.py``).
+    ``benchmarks/sweep_fr.py``).
     """
 
     _target: type = field(default_factory=lambda: NGPField)

@@ -38,6 +38,7 @@ from frinr_nerfstudio.method.samplers import (
     OccupancySampler,
     TorchOccGrid,
     adapt_grid_state,
+    distortion_loss,
     make_occupancy_grid,
     render_weight_from_density,
 )
@@ -69,6 +70,10 @@ class OccupancyModelConfig(ModelConfig):
     None). 'learned': a colour per direction (an environment map), for real captures, whose far surroundings would
     otherwise have to be painted as density inside the grid. 'auto': white for blender-data, learned for every other
     dataparser (frinr-ngp's default, measured in BENCHMARKS.md, *captures-sweep*); white without a dataparser."""
+    distortion_loss_mult: float = 0.0
+    """Weight of Mip-NeRF 360's distortion loss (nerfacto uses 0.002): pulls each ray's weight into a compact surface,
+    so a young field on a real capture is less hazy and its rays keep fewer samples (BENCHMARKS.md,
+    *captures-sweep*)."""
     camera_optimizer: CameraOptimizerConfig = field(default_factory=lambda: CameraOptimizerConfig(mode="off"))
     """nerfstudio's pose refinement (as nerfacto's, mode SO3xR3), for captures whose poses are noisy; trains in the
     'camera_opt' parameter group."""
@@ -242,6 +247,11 @@ class OccupancyModel(Model):
         }
         if self.training:  # per-sample terms for losses on individual samples (e.g. DVGO's per-point RGB loss)
             outputs |= {"sample_rgb": rgb_samples, "sample_weights": coloured_weights, "sample_rays": coloured_rays}
+        if self.training and self.config.distortion_loss_mult > 0:
+            frustums = ray_samples.frustums
+            outputs["distortion"] = distortion_loss(
+                weights[:, 0], frustums.starts[:, 0], frustums.ends[:, 0], ray_indices, num_rays
+            )
         return outputs
 
     def get_metrics_dict(self, outputs: dict, batch: dict) -> dict[str, Tensor]:
@@ -258,6 +268,8 @@ class OccupancyModel(Model):
             gt_image=batch["image"].to(self.device),
         )
         losses = {"rgb_loss": self.rgb_loss(image, pred_rgb)}
+        if "distortion" in outputs:
+            losses["distortion_loss"] = self.config.distortion_loss_mult * outputs["distortion"]
         if self.training:
             self.camera_optimizer.get_loss_dict(losses)  # its pose regularizer, when on
         return losses
