@@ -226,3 +226,25 @@ def test_failed_nerfacc_build_is_said_once_and_falls_back(monkeypatch, caplog) -
     assert FailingBuild.attempts == 1
     messages = [r.getMessage() for r in caplog.records if "nerfacc" in r.getMessage()]
     assert len(messages) == 1 and "Unsupported gpu architecture" in messages[0] and "\n" not in messages[0]
+
+
+def test_built_ins_render_in_smaller_chunks_on_the_cpu_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """nerfacto's 32 768-ray rendering chunk held 12–14 GB on the CPU; adapt_to_machine caps it there, not on CUDA."""
+    from nerfstudio.configs.method_configs import all_methods
+
+    from frinr_nerfstudio.nerfstudio_fixes.machine import CPU_EVAL_CHUNK, adapt_to_machine
+
+    stock = all_methods["nerfacto"].pipeline.model.eval_num_rays_per_chunk
+    assert stock > CPU_EVAL_CHUNK
+    on_cpu = copy.deepcopy(all_methods["nerfacto"])
+    adapt_to_machine(on_cpu)
+    assert on_cpu.pipeline.model.eval_num_rays_per_chunk == CPU_EVAL_CHUNK
+    small = copy.deepcopy(all_methods["frinr-ngp"])
+    adapt_to_machine(small)
+    assert (
+        small.pipeline.model.eval_num_rays_per_chunk == all_methods["frinr-ngp"].pipeline.model.eval_num_rays_per_chunk
+    )
+    simulate_gpu_host(monkeypatch)
+    on_gpu = copy.deepcopy(all_methods["nerfacto"])
+    adapt_to_machine(on_gpu)
+    assert on_gpu.pipeline.model.eval_num_rays_per_chunk == stock
