@@ -27,7 +27,7 @@ NGP = "pipeline.model.field."
 NGP_PAPER = {NGP + "density_head.fr": False, NGP + "colour_head.fr": True}  # colour layer 1: L=H=32, P=64, alpha 0.01
 NGP_DENSITY_0 = {NGP + "density_head.fr": True, NGP + "density_head.fr_layers": (0,), NGP + "colour_head.fr": True}
 DVGO = "pipeline.model.field.rgbnet."
-DVGO_PAPER = {DVGO + "fr": True, DVGO + "fr_layers": None}  # rgbnet's hidden layer: L = H = 64, P = 64, alpha 0.05
+DVGO_PAPER = {DVGO + "fr": True, DVGO + "fr_layers": None, DVGO + "fourier.alpha": 0.05}  # hidden layer, L=H=P=64
 
 
 def mlp_lr(scale: float) -> dict:
@@ -51,10 +51,10 @@ VARIANTS: dict[str, dict[str, dict]] = {
     "frinr-dvgo": {
         "baseline": {DVGO + "fr": False},
         "baseline-lr-x3": {DVGO + "fr": False} | mlp_lr(3.0),
-        "paper": DVGO_PAPER,  # the default
+        "paper": DVGO_PAPER,
         "paper-lr-x3": DVGO_PAPER | mlp_lr(3.0),
         "paper-lr-x0.3": DVGO_PAPER | mlp_lr(0.3),
-        "alpha-0.01": DVGO_PAPER | {DVGO + "fourier.alpha": 0.01},
+        "alpha-0.01": DVGO_PAPER | {DVGO + "fourier.alpha": 0.01},  # the default since this sweep
         "alpha-0.25": DVGO_PAPER | {DVGO + "fourier.alpha": 0.25},
         "input-layer": DVGO_PAPER | {DVGO + "fr_layers": (0,)},  # FR sees the k0 features and view encoding
         "layers-0-1": DVGO_PAPER | {DVGO + "fr_layers": (0, 1)},
@@ -87,7 +87,8 @@ def run_one(job: tuple[str, str, str, int, int, Path, int]) -> dict:
     tail = [per_ray for _, per_ray in result["samples_curve"][-max(1, steps // 10) :]]
     result = {"variant": variant, "seed": seed, "psnr": result["psnr"], "ssim": result["ssim"],
               "samples_per_ray": result["train_samples_per_ray"], "late_samples_per_ray": statistics.mean(tail),
-              "seconds": result["train_seconds"], "curve": result["curve"][:: max(1, steps // 50)]}  # fmt: skip
+              "seconds": result["train_seconds"], "curve": result["curve"][:: max(1, steps // 50)],
+              "samples_curve": result["samples_curve"][:: max(1, steps // 50)]}  # fmt: skip
     result_path.write_text(json.dumps(result, indent=2) + "\n")
     print(f"{method} {scene} {variant}, seed {seed}: {result['psnr']:.2f} dB", flush=True)
     return result
@@ -112,6 +113,26 @@ def table(results: list[dict], seeds: list[int]) -> str:
             f"{f'{statistics.mean(late):.1f}' if late else 'n/a'} | {statistics.mean(r['seconds'] for r in ran):.0f} |"
         )
     return "\n".join(rows)
+
+
+def samples_table(results: list[dict], steps: int) -> str:
+    """Samples per ray of the training batch over the run (mean over seeds): where a variant's work per step goes."""
+    marks = [round(steps * f) for f in (0.1, 0.25, 0.5, 0.75, 1.0)]
+    curves: dict[str, list[dict[int, float]]] = {}
+    for r in results:
+        if r.get("samples_curve"):  # runs from before it was recorded have none
+            curves.setdefault(r["variant"], []).append(dict(r["samples_curve"]))
+    if not curves:
+        return ""
+
+    def near(curve: dict[int, float], step: int) -> float:
+        return curve[min(curve, key=lambda s: abs(s - step))]
+
+    rows = ["| variant | " + " | ".join(f"step {m}" for m in marks) + " |", "|---" * (len(marks) + 1) + "|"]
+    for variant, runs in curves.items():
+        cells = " | ".join(f"{statistics.mean(near(c, m) for c in runs):.1f}" for m in marks)
+        rows.append(f"| {variant} (n = {len(runs)}) | {cells} |")
+    return "Samples per ray of the training batch during the runs:\n\n" + "\n".join(rows)
 
 
 def main() -> None:
@@ -141,6 +162,8 @@ def main() -> None:
         f"{table(results, args.seeds)}\n\nTest PSNR on {args.scene} after {args.steps} steps (seeds as columns; a "
         f"variant has a cell for each seed it ran). {fr[args.method]}"
     )
+    if over_training := samples_table(results, args.steps):
+        body += f"\n\n{over_training}"
     section = "ngp-fr-sweep" if args.method == "frinr-ngp" else f"dvgo-fr-sweep-{args.scene}"
     title = f"{args.method}: which layers are FR, alpha, learning rate ({args.steps} steps, {args.scene})"
     publish(section, title, body, dry_run=args.no_write)
