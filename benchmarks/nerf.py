@@ -29,14 +29,31 @@ def apply(config, overrides: dict) -> None:
         setattr(target, name, value(getattr(target, name)) if callable(value) else value)
 
 
+def _pooled(task: tuple[Callable, tuple, int]) -> dict:
+    """One job in a fresh pool process: its result.json if an earlier run left one, else ``run_one(job)``'s, saved."""
+    run_one, job, threads = task
+    import torch
+
+    torch.set_num_threads(threads)
+    result_path = job[-1] / "result.json"
+    if result_path.exists():
+        return json.loads(result_path.read_text())
+    job[-1].mkdir(parents=True, exist_ok=True)
+    result = run_one(job)
+    result_path.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
 def run_in_pool(run_one: Callable, jobs: list[tuple], processes: int, report_only: bool = False) -> list[dict]:
-    """``run_one(job + (threads,))`` for every job, each in a fresh process, ``processes`` at a time, the cores shared
-    among them; the job's last element is its output directory. ``report_only``: just the finished results."""
+    """``run_one(job)`` for every job without a result yet, each in a fresh process, ``processes`` at a time, the cores
+    shared among them; the job's last element is its output directory, where its result.json is kept (a sweep
+    stopped part-way redoes only what is missing). ``run_one`` must be importable (a module-level function).
+    ``report_only``: just the finished results."""
     if report_only:
         return [json.loads((job[-1] / "result.json").read_text()) for job in jobs if (job[-1] / "result.json").exists()]
     threads = max(1, multiprocessing.cpu_count() // processes)
     with multiprocessing.get_context("spawn").Pool(processes, maxtasksperchild=1) as pool:
-        return pool.map(run_one, [(*job, threads) for job in jobs], chunksize=1)
+        return pool.map(_pooled, [(run_one, job, threads) for job in jobs], chunksize=1)
 
 
 def make_trainer(method: str, scene: Path, recipe: Callable | None = None):

@@ -11,7 +11,6 @@ shifted by machine load), evaluated on the same evenly spaced test views; finish
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from benchmarks.nerf import DATA, apply, run_in_pool
@@ -39,23 +38,15 @@ VARIANTS: dict[str, dict] = {
 COLUMNS = ("psnr", "ssim", "train_samples_per_ray", "train_rays_per_second", "render_seconds_per_view")
 
 
-def run_one(job: tuple[str, str, int, int, int, Path, int]) -> dict:
+def run_one(job: tuple[str, str, int, int, int, Path]) -> dict:
     """Train and evaluate one variant on one scene in this (fresh) process."""
-    variant, scene, seed, steps, views, out, threads = job
-    import torch
-
+    variant, scene, seed, steps, views, out = job
     from frinr_nerfstudio.tools.budgeted import BudgetRun, execute
 
-    torch.set_num_threads(threads)
-    result_path = out / "result.json"
-    if result_path.exists():
-        return json.loads(result_path.read_text())
-    out.mkdir(parents=True, exist_ok=True)
     run = BudgetRun(method="frinr-ngp", data=DATA / "captures" / scene, out=out, dataparser="nerfstudio-data",
                     steps=steps, seed=seed, eval_views=views)  # fmt: skip
     result = execute(run, lambda config: apply(config.pipeline.model, VARIANTS[variant]))
     result = {"variant": variant, "scene": scene, "seed": seed} | {k: result[k] for k in COLUMNS}
-    result_path.write_text(json.dumps(result, indent=2) + "\n")
     print(f"{scene}, {variant}: {result['psnr']:.2f} dB", flush=True)
     return result
 

@@ -16,7 +16,6 @@ samples per ray (over the run, and over its last tenth) and train seconds beside
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 from pathlib import Path
 
@@ -64,19 +63,11 @@ VARIANTS: dict[str, dict[str, dict]] = {
 FR. Under Adam, alpha scales the step FR takes in W as the learning rate does, so the two are swept together."""
 
 
-def run_one(job: tuple[str, str, str, int, int, Path, int]) -> dict:
+def run_one(job: tuple[str, str, str, int, int, Path]) -> dict:
     """Train and evaluate one variant for one seed in this (fresh) process."""
-    method, scene, variant, seed, steps, out, threads = job
-    import torch
-
+    method, scene, variant, seed, steps, out = job
     from benchmarks.bench_dvgo import cpu_recipe
     from frinr_nerfstudio.tools.budgeted import BudgetRun, execute
-
-    torch.set_num_threads(threads)
-    result_path = out / "result.json"
-    if result_path.exists():
-        return json.loads(result_path.read_text())
-    out.mkdir(parents=True, exist_ok=True)
 
     def recipe(config) -> None:
         if method == "frinr-dvgo":
@@ -89,7 +80,6 @@ def run_one(job: tuple[str, str, str, int, int, Path, int]) -> dict:
               "samples_per_ray": result["train_samples_per_ray"], "late_samples_per_ray": statistics.mean(tail),
               "seconds": result["train_seconds"], "curve": result["curve"][:: max(1, steps // 50)],
               "samples_curve": result["samples_curve"][:: max(1, steps // 50)]}  # fmt: skip
-    result_path.write_text(json.dumps(result, indent=2) + "\n")
     print(f"{method} {scene} {variant}, seed {seed}: {result['psnr']:.2f} dB", flush=True)
     return result
 
