@@ -225,3 +225,15 @@ def test_distortion_loss_is_off_by_default_and_trains_the_density_when_on() -> N
     assert grads and sum(g.abs().sum() for g in grads) > 0
     model.eval()
     assert "distortion" not in model(rays(64))  # a training term only
+
+
+def test_distortion_loss_under_autocast_is_float32_and_its_gradients_finite() -> None:
+    """On CUDA nerfstudio computes the losses under float16 autocast; the CPU's bfloat16 reproduces the mixed dtypes."""
+    torch.manual_seed(0)
+    model = capture_model(distortion_loss_mult=0.01).train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = model.get_loss_dict(model(rays(64)), {"image": torch.full((64, 3), 0.5)})["distortion_loss"]
+    assert loss.dtype == torch.float32 and torch.isfinite(loss) and loss > 0
+    loss.backward()
+    grads = [p.grad for p in model.field.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
