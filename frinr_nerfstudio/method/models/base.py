@@ -72,8 +72,8 @@ class OccupancyModelConfig(ModelConfig):
     dataparser (frinr-ngp's default, measured in BENCHMARKS.md, *captures-sweep*); white without a dataparser."""
     distortion_loss_mult: float = 0.0
     """Weight of Mip-NeRF 360's distortion loss (nerfacto uses 0.002): pulls each ray's weight into a compact surface,
-    so a young field on a real capture is less hazy and its rays keep fewer samples (BENCHMARKS.md,
-    *captures-sweep*)."""
+    so rays keep fewer samples. Off: on the office capture at 0.002 it saved 14 % of the samples per ray with no PSNR
+    gain at 200 steps, and cost 0.49 dB at 0.01 (BENCHMARKS.md, *captures-sweep*)."""
     camera_optimizer: CameraOptimizerConfig = field(default_factory=lambda: CameraOptimizerConfig(mode="off"))
     """nerfstudio's pose refinement (as nerfacto's, mode SO3xR3), for captures whose poses are noisy; trains in the
     'camera_opt' parameter group."""
