@@ -8,13 +8,13 @@ short budget, the first step at which every frequency is below 10 % error, and t
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 from benchmarks.report import BENCHMARKS, search_notes, write_section
 from frinr_core import tuning
 from frinr_core.mlp import FourierConfig, MLPConfig
 from frinr_core.tasks.fit1d import Fit1d, Fit1dConfig, run
-from frinr_core.train import TrainOptions
 
 
 def first_step_below(run_: dict, threshold: float) -> int | None:
@@ -48,7 +48,7 @@ def main() -> None:
                 arch=arch, hidden_features=128, hidden_layers=3, omega0=5.0, first_omega0=5.0,
                 fourier=FourierConfig(64, 64, 16, alpha=0.01 if arch == "siren" else 0.05),
             ),
-            train=TrainOptions(steps=args.steps, lr_sweep=args.lr_sweep),
+            train=replace(Fit1dConfig().train, steps=args.steps, lr_sweep=args.lr_sweep),
         )  # fmt: skip
         payload = run(config)
         for run_ in payload["runs"]:
@@ -68,7 +68,8 @@ def main() -> None:
     body = (
         f"Target 2·round((sin 3πx + sin 5πx + sin 7πx + sin 9πx)/2) on 300 points of [-1, 1]; width 128, 3 hidden "
         f"layers (SIREN ω0 = 5), FR on the hidden layers with L=H=64, P=16, alpha 0.05 (ReLU) / 0.01 (SIREN); "
-        f"full-batch Adam, {args.steps} steps, each arm at {chosen}. Relative error |F[f−y]|/|F[y]| at each target "
+        f"full-batch Adam, {args.steps} steps, lr decaying smoothly to ×0.1 (the runner's default), each arm at "
+        f"{chosen}. Relative error |F[f−y]|/|F[y]| at each target "
         "frequency after the last step; "
         f"NTK column: share of the largest eigenvalue at steps 0 → {args.steps // 10} → {args.steps}.\n\n"
         "| arm | lr | err 1.5 | err 2.5 | err 3.5 | err 4.5 | fewest steps to all < 0.1 (any lr run in full) | MSE "

@@ -90,7 +90,8 @@ def main() -> None:
         + gain_summary(gains)
     )
     body += search_notes(searched)
-    title = "Baseline vs FR on Kodak (full resolution, pixel batches, tuned learning rates)"
+    rates = "each arm's best rate of a fixed grid" if args.lr_sweep else "tuned learning rates"
+    title = f"Baseline vs FR on Kodak (full resolution, pixel batches, {rates})"
     write_section(args.section, title, body, args.results)
 
 

@@ -31,6 +31,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16384)
     parser.add_argument("--lr-sweep", default=None, help="exhaustive grid instead of the tuned comparison")
     parser.add_argument("--out", type=Path, default=Path("outputs/bench_occupancy"))
+    parser.add_argument("--section", default=None, help="BENCHMARKS.md section (default: occupancy-<arch>)")
     parser.add_argument("--results", type=Path, default=BENCHMARKS, help="markdown file to write the section to")
     parser.add_argument("--keep-finished", action="store_true", help="reuse runs made with these settings")
     args = parser.parse_args()
@@ -79,8 +80,8 @@ def main() -> None:
         + "\n".join(rows)
     )
     body += search_notes(searched)
-    write_section(f"occupancy-{args.arch}", f"3D occupancy, {args.arch}: baseline vs FR (tuned learning rates)", body,
-                  args.results)  # fmt: skip
+    title = f"3D occupancy, {args.arch}: baseline vs FR ({args.steps} steps, tuned learning rates)"
+    write_section(args.section or f"occupancy-{args.arch}", title, body, args.results)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,14 @@ def test_every_shipped_preset_applies_to_its_runner():
         assert config != available[preset.task].config(), preset.name
 
 
+def test_fit1d_decays_its_rate_but_the_paper_presets_keep_the_official_constant_rate():
+    fit1d = commands()["fit1d"].config()
+    assert fit1d.train.lr_decay == 0.1
+    for name in ("fit1d-relu-paper", "fit1d-siren-paper"):
+        paper = presets.defaults(fit1d, "fit1d", name, None).train
+        assert (paper.steps, paper.lr, paper.lr_decay, paper.lr_milestones) == (10000, 1e-6, 1.0, ())
+
+
 def test_the_top_level_configs_folder_is_the_package_folder():
     assert (ROOT / "configs").resolve() == (ROOT / "frinr_core" / "configs").resolve()
 

@@ -20,8 +20,14 @@ from frinr_core.tuning import MAX_ADDED, ladder, ladder_index, tune
 ARM = Arm("relu", MLPConfig())
 
 
-def objective(peak: float, diverges_above: float = math.inf, final_diverges_above: float = math.inf):
-    """A PSNR-like score, best at ``peak`` and falling with the log distance; diverges above a rate."""
+def objective(
+    peak: float,
+    diverges_above: float = math.inf,
+    final_diverges_above: float = math.inf,
+    collapses_above: float = math.inf,
+):
+    """A PSNR-like score, best at ``peak`` and falling with the log distance; diverges above a rate; above
+    ``collapses_above`` a full-length run ends 20 dB worse than the shorter trials promised (no NaN)."""
     calls: list[tuple[float, int]] = []
 
     def score(lr: float) -> float:
@@ -36,7 +42,8 @@ def objective(peak: float, diverges_above: float = math.inf, final_diverges_abov
     def final(lr: float) -> dict:
         if lr > final_diverges_above:
             raise Diverged(f"loss is nan at lr {lr}")
-        return {"name": "relu", "lr": lr, "psnr": score(lr), "seconds": 0.0}
+        calls.append((lr, 100))
+        return {"name": "relu", "lr": lr, "psnr": score(lr) - (20 if lr > collapses_above else 0), "seconds": 0.0}
 
     return trial, final, calls
 
@@ -55,11 +62,11 @@ def test_halving_budgets_and_cost():
     record, calls = search(3e-3)
     assert record["lr"] == 3e-3
     grid = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
-    assert calls == [(lr, 10) for lr in grid] + [(3e-3, 25), (1e-3, 25)]  # the best two continue
+    assert calls == [(lr, 10) for lr in grid] + [(3e-3, 25), (1e-3, 25), (3e-3, 100)]  # the best two continue
     found = record["search"]
     assert found["rates"] == grid and found["added"] == 0 and not found["at_edge"]
     assert [(t["stage"], t["lr"], t["steps"]) for t in found["trials"]] == [(1, lr, s) for lr, s in calls[:5]] + [
-        (2, lr, s) for lr, s in calls[5:]
+        (2, lr, s) for lr, s in calls[5:7]
     ]
     assert found["steps"] == 5 * 10 + 2 * 25  # with the 100-step run itself: 2 full runs
 
@@ -92,6 +99,20 @@ def test_a_final_run_that_diverges_hands_over_to_the_next_rate():
     record, _ = search(3e-3, final_diverges_above=2e-3)
     assert record["lr"] == 1e-3
     assert {"stage": "full", "lr": 3e-3, "steps": 100, "psnr": None, "diverged": True} in record["search"]["trials"]
+
+
+def test_a_winner_that_collapses_at_full_length_yields_to_the_runner_up():
+    record, calls = search(3e-3, collapses_above=2e-3)
+    assert calls[-2:] == [(3e-3, 100), (1e-3, 100)]  # the winner's full run, then the stage-2 runner-up's
+    assert record["lr"] == 1e-3 and record["psnr"] == pytest.approx(30 - 5 * math.log10(3))
+    assert {"stage": "full", "lr": 3e-3, "steps": 100, "psnr": pytest.approx(10.0)} in record["search"]["trials"]
+    assert record["search"]["steps"] == 5 * 10 + 2 * 25 + 100  # the discarded full run is part of the cost
+
+
+def test_a_collapsing_runner_up_leaves_the_winner_reported():
+    record, calls = search(3e-3, collapses_above=5e-4)  # both finalists collapse; 3e-3 still ends ahead
+    assert record["lr"] == 3e-3 and calls[-2:] == [(3e-3, 100), (1e-3, 100)]
+    assert [t["lr"] for t in record["search"]["trials"] if t["stage"] == "full"] == [1e-3]
 
 
 def test_when_every_rate_diverges_the_grid_extends_down_then_gives_up():
