@@ -105,24 +105,26 @@ def table(results: list[dict], seeds: list[int]) -> str:
     return "\n".join(rows)
 
 
-def samples_table(results: list[dict], steps: int) -> str:
-    """Samples per ray of the training batch over the run (mean over seeds): where a variant's work per step goes."""
+def over_training(results: list[dict], steps: int, key: str, what: str) -> str:
+    """``what`` over the run, mean over seeds at five marks: each run's ``key`` records ``[step, …, value]``, and a
+    mark averages the records within a twentieth of the run of it (the training batch's PSNR is noisy)."""
     marks = [round(steps * f) for f in (0.1, 0.25, 0.5, 0.75, 1.0)]
     curves: dict[str, list[dict[int, float]]] = {}
     for r in results:
-        if r.get("samples_curve"):  # runs from before it was recorded have none
-            curves.setdefault(r["variant"], []).append(dict(r["samples_curve"]))
+        if r.get(key):  # runs from before it was recorded have none
+            curves.setdefault(r["variant"], []).append({entry[0]: entry[-1] for entry in r[key]})
     if not curves:
         return ""
 
-    def near(curve: dict[int, float], step: int) -> float:
-        return curve[min(curve, key=lambda s: abs(s - step))]
+    def at(curve: dict[int, float], mark: int) -> float:
+        near = [v for s, v in curve.items() if abs(s - mark) <= steps / 20]
+        return statistics.mean(near) if near else curve[min(curve, key=lambda s: abs(s - mark))]
 
     rows = ["| variant | " + " | ".join(f"step {m}" for m in marks) + " |", "|---" * (len(marks) + 1) + "|"]
     for variant, runs in curves.items():
-        cells = " | ".join(f"{statistics.mean(near(c, m) for c in runs):.1f}" for m in marks)
+        cells = " | ".join(f"{statistics.mean(at(c, m) for c in runs):.1f}" for m in marks)
         rows.append(f"| {variant} (n = {len(runs)}) | {cells} |")
-    return "Samples per ray of the training batch during the runs:\n\n" + "\n".join(rows)
+    return f"{what} during the runs:\n\n" + "\n".join(rows)
 
 
 def main() -> None:
@@ -152,8 +154,9 @@ def main() -> None:
         f"{table(results, args.seeds)}\n\nTest PSNR on {args.scene} after {args.steps} steps (seeds as columns; a "
         f"variant has a cell for each seed it ran). {fr[args.method]}"
     )
-    if over_training := samples_table(results, args.steps):
-        body += f"\n\n{over_training}"
+    for key, what in (("samples_curve", "Samples per ray of the training batch"), ("curve", "Training-batch PSNR")):
+        if curve := over_training(results, args.steps, key, what):
+            body += f"\n\n{curve}"
     section = "ngp-fr-sweep" if args.method == "frinr-ngp" else f"dvgo-fr-sweep-{args.scene}"
     title = f"{args.method}: which layers are FR, alpha, learning rate ({args.steps} steps, {args.scene})"
     publish(section, title, body, dry_run=args.no_write)
