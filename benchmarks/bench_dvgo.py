@@ -132,7 +132,9 @@ def main() -> None:
     if args.overhead_steps:
         ratios.append(step_overhead(DATA / args.scenes[0], args.overhead_steps))
     body += "\n\n" + "\n\n".join(ratios) + f"\n\nBudget {args.minutes} min per method; DVGO methods: `cpu_recipe`."
-    publish("dvgo", "DirectVoxGO: FR vs baseline vs frinr-ngp, same wall-clock budget", body, dry_run=args.no_write)
+    names = {"frinr-dvgo": "FR", "frinr-dvgo-baseline": "baseline", "frinr-ngp": "frinr-ngp"}
+    title = f"DirectVoxGO: {' vs '.join(names[m] for m in args.methods)}, same wall-clock budget"
+    publish("dvgo", title, body, dry_run=args.no_write)
 
 
 if __name__ == "__main__":

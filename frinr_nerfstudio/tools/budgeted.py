@@ -89,7 +89,8 @@ class BudgetTrainer(Trainer):
             self.train_samples += int(metrics_dict["num_samples_per_batch"])
             self.samples_curve.append((step + 1, round(int(metrics_dict["num_samples_per_batch"]) / rays, 2)))
         if "psnr" in metrics_dict:  # PSNR of the training batch: a cheap, noisy learning curve
-            self.curve.append((step + 1, round(self.train_seconds, 3), float(metrics_dict["psnr"])))
+            psnr = float(torch.as_tensor(metrics_dict["psnr"]).detach())
+            self.curve.append((step + 1, round(self.train_seconds, 3), psnr))
         if self.train_seconds >= self.budget_seconds:
             self.stop_training = True  # the loop exits before the next step; _after_train saves the checkpoint
         return loss, loss_dict, metrics_dict
