@@ -99,11 +99,12 @@ def main() -> None:
     parser.add_argument(
         "--pair-only", action="store_true", help="the FR/baseline pair only, no lego reference: a table's further seeds"
     )
+    parser.add_argument("--others", nargs="*", default=list(OTHERS), help="methods beside the pair, first seed only")
     args = parser.parse_args()
     jobs = [] if args.pair_only else [("lego_100", DATA / "lego_100", ("frinr-ngp",), args.seeds[0])]
     for scene in args.scenes:
         for index, seed in enumerate(args.seeds):
-            others = OTHERS if index == 0 and not args.pair_only else ()
+            others = tuple(args.others) if index == 0 and not args.pair_only else ()
             jobs.append((scene, DATA / "captures" / scene, PAIR + others, seed))
     if args.report:  # a failed run stays failed here; running the comparison again would retry it
         summaries = [json.loads((args.out / j[0] / f"seed{j[3]}" / "summary.json").read_text()) for j in jobs]
@@ -119,8 +120,8 @@ def main() -> None:
     tables = [scene_table(scene, runs, lego_rate) for scene, runs in by_scene.items()]
     body = "\n\n".join(tables) + (
         f"\n\nBudget: {args.minutes} min of training per method (evaluation not counted); seeds "
-        f"{', '.join(map(str, args.seeds))} for the FR/baseline pair, seed {args.seeds[0]} for nerfacto and "
-        "frinr-dvgo; "
+        f"{', '.join(map(str, args.seeds))} for the FR/baseline pair, seed {args.seeds[0]} for "
+        f"{' and '.join(args.others) or 'no other method'}; "
         f"each method's defaults; test PSNR/SSIM on {args.eval_views} evenly spaced test views of nerfstudio's split. "
         f"Every training process ran single-threaded, {args.jobs} at a time on this 2-core machine, so rays/s are "
         f"comparable within this section; frinr-ngp's lego_100 reference rate ({lego_rate or 0:.0f} rays/s) was "

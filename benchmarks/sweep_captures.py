@@ -1,4 +1,4 @@
-"""Real captures: which of nerfstudio's aids for captures help frinr-ngp, and the sampler's alpha rule.
+"""Real captures: which of nerfstudio's aids for captures help frinr-ngp, and the sampler's alpha rule and step growth.
 
 Every variant is a set of model settings (dotted paths from ``NGPModelConfig``) and states all of them, so it does
 not depend on the defaults. Each run is ``frinr_nerfstudio.tools.budgeted`` in its own process at a step budget (not
@@ -6,6 +6,8 @@ shifted by machine load), evaluated on the same evenly spaced test views; finish
 
     .venv/bin/python -m benchmarks.sweep_captures --scenes maryrose office --steps 250 --jobs 2
     .venv/bin/python -m benchmarks.sweep_captures --report        # tabulate what has run so far
+    .venv/bin/python -m benchmarks.sweep_captures --variants learned-background learned-bg+cone-0.02 \
+        --steps 200 --section captures-cone                         # a table of its own, beside the first
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ PLAIN = {
     "field.appearance_embedding_dim": 0,
     "camera_optimizer.mode": "off",
     "distortion_loss_mult": 0.0,
+    "cone_angle": 0.004,
 }
 ALL = PLAIN | {"background_color": "learned", "field.appearance_embedding_dim": 32, "camera_optimizer.mode": "SO3xR3"}
 VARIANTS: dict[str, dict] = {
@@ -33,6 +36,10 @@ VARIANTS: dict[str, dict] = {
     "all-three": ALL,
     "learned-bg+distortion-0.002": PLAIN | {"background_color": "learned", "distortion_loss_mult": 0.002},
     "learned-bg+distortion-0.01": PLAIN | {"background_color": "learned", "distortion_loss_mult": 0.01},
+    **{
+        f"learned-bg+cone-{cone}": PLAIN | {"background_color": "learned", "cone_angle": cone}
+        for cone in (0.01, 0.02, 0.04)
+    },
 }
 """frinr-ngp's model settings per variant."""
 COLUMNS = ("psnr", "ssim", "train_samples_per_ray", "train_rays_per_second", "render_seconds_per_view")
@@ -72,6 +79,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("outputs/sweep_captures"))
     parser.add_argument("--report", action="store_true", help="train nothing: tabulate the finished runs in --out")
     parser.add_argument("--no-write", action="store_true", help="print the table, leave BENCHMARKS.md alone")
+    parser.add_argument("--section", default="captures-sweep", help="BENCHMARKS.md section to write")
     args = parser.parse_args()
     jobs = [(v, scene, args.seed, args.steps, args.eval_views, args.out / f"steps{args.steps}" / scene / v)
             for scene in args.scenes for v in args.variants]  # fmt: skip
@@ -82,12 +90,13 @@ def main() -> None:
         "Each variant states all four settings: nerfacc's cap of the alpha threshold at the mean occupancy, a "
         "learned background (colour per direction beyond the grid) instead of white, a 32-wide per-image "
         "appearance embedding, nerfstudio's camera optimizer (SO3xR3); the distortion variants add Mip-NeRF 360's "
-        "distortion loss at the weight named (nerfacto's is 0.002) to the learned background. "
+        "distortion loss at the weight named (nerfacto's is 0.002) to the learned background; the cone variants "
+        "set the step growth with distance (dt = t * cone angle; 0.004 in the others, instant-ngp's). "
         f"Runs were {args.jobs} one-thread jobs at a time, so train rays/s and render s/view compare variants "
         "with each other, not with solo runs."
     )
-    publish("captures-sweep", f"frinr-ngp on real captures: sampler and capture aids ({args.steps} steps)", body,
-            dry_run=args.no_write)  # fmt: skip
+    title = f"frinr-ngp on real captures: sampler and capture aids ({args.steps} steps)"
+    publish(args.section, title, body, dry_run=args.no_write)
 
 
 if __name__ == "__main__":

@@ -4,12 +4,13 @@ Both grid classes keep nerfacc's layout (``aabbs`` per level, ``occs`` per cell,
 (levels, r, r, r)), so a checkpoint of either loads into the other, and share the geometry our models need
 (:class:`GridGeometry`). nerfstudio's ``VolumetricSampler`` drives either.
 
-:class:`TorchOccGrid` does in tensor ops what nerfacc does in CUDA kernels, and what makes it fast on a CPU is what
+:class:`TorchOccGrid` does without CUDA what nerfacc does in CUDA kernels, and what makes it fast on a CPU is what
 makes Instant-NGP fast:
 
-- hierarchical empty-space skipping: a ray is first marched through coarse blocks of cells (each level's grid
-  max-pooled into 8 blocks per axis), and fine steps are laid only where it crosses an occupied block, then kept
-  only in occupied cells — work follows occupied space, not the box;
+- empty-space skipping: only steps whose midpoints are in occupied cells become samples. On the CPU a compiled kernel
+  (``kernels/march.cpp``) walks each ray step by step; elsewhere (no compiler, or the grid on CUDA without nerfacc) a
+  ray is first marched through coarse blocks of cells (each level's grid max-pooled into 8 blocks per axis) in tensor
+  ops, and fine steps are laid only where it crosses an occupied block, then kept only in occupied cells;
 - early ray termination: a gradient-free density pass, front to back in rounds, drops every sample behind an opaque
   surface (transmittance < ``early_stop_eps``) without evaluating it, and every nearly transparent one (alpha <
   ``alpha_thre``), so the training pass runs the field on the survivors only.
@@ -36,6 +37,7 @@ from nerfstudio.model_components.ray_samplers import VolumetricSampler
 from torch import Tensor, nn
 
 from frinr_core.errors import InputError
+from frinr_nerfstudio.method import kernels
 
 SigmaFn = Callable[[Tensor, Tensor, Tensor], Tensor]  # (t_starts (N,), t_ends (N,), ray_indices (N,)) -> (N,)
 BLOCKS_PER_AXIS = 8
@@ -312,8 +314,8 @@ class TorchOccGrid(GridGeometry, nn.Module):
         box = self.aabbs[0]
         centre, half = (box[:3] + box[3:]) / 2, (box[3:] - box[:3]) / 2
         unit = (points - centre) / half  # (N, 3), level 0 is [-1, 1]^3
-        extent = unit.abs().amax(dim=-1).clamp_min(1e-12)
-        level = torch.ceil(torch.log2(extent)).clamp_min(0).long()
+        mantissa, exponent = torch.frexp(unit.abs().amax(dim=-1).clamp_min(1e-12))  # extent = mantissa * 2**exponent
+        level = (exponent - (mantissa == 0.5).int()).clamp_min(0).long()  # ceil(log2(extent)), exact (as the kernel)
         inside = level < self.levels
         level = level.clamp_max(self.levels - 1)
         return level, inside, (unit / (2.0 ** level[:, None].to(unit.dtype)) + 1) / 2
@@ -359,12 +361,8 @@ class TorchOccGrid(GridGeometry, nn.Module):
             t_stop = torch.minimum(t_stop, t_max)
         if stratified:
             t_start = t_start + torch.rand_like(t_start) * render_step_size
-        march = _Marcher(t_start, t_stop, render_step_size, cone_angle)
-        owner, lo, hi = self._occupied_block_spans(rays_o, rays_d, t_start, t_stop, self.occupied_blocks())  # (S,) each
-        ray_indices, t_starts, t_ends = march.steps_with_midpoints_in(owner, lo, hi)
-        mids = (t_starts + t_ends)[:, None] / 2
-        keep = self.occupied(rays_o[ray_indices] + rays_d[ray_indices] * mids)
-        ray_indices, t_starts, t_ends = ray_indices[keep], t_starts[keep], t_ends[keep]
+        steps = self._occupied_steps(rays_o, rays_d, t_start, t_stop, render_step_size, cone_angle)
+        ray_indices, t_starts, t_ends = steps  # (N,) each
 
         if sigma_fn is not None and (alpha_thre > 0 or early_stop_eps > 0) and ray_indices.numel():
             keep = visible_front_to_back(
@@ -372,6 +370,23 @@ class TorchOccGrid(GridGeometry, nn.Module):
             )  # (N,), evaluating the field in chunks of bounded memory
             ray_indices, t_starts, t_ends = ray_indices[keep], t_starts[keep], t_ends[keep]
         return ray_indices, t_starts, t_ends
+
+    def _occupied_steps(
+        self, rays_o: Tensor, rays_d: Tensor, t_start: Tensor, t_stop: Tensor, step: float, cone_angle: float
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """The march's steps between ``t_start`` and ``t_stop`` (R,) whose midpoints are in occupied cells: packed
+        (ray_indices, t_starts, t_ends), each (N,). On the CPU the compiled kernel walks each ray step by step (a few
+        flops a step); otherwise steps are laid in tensor ops, only where a ray crosses an occupied coarse block."""
+        arrays = (rays_o, rays_d, t_start, t_stop)
+        if kernels.usable(*arrays):
+            arrays = [a.contiguous() for a in arrays]
+            return tuple(torch.ops.frinr.march_occupied(*arrays, self.binaries, self.aabbs[0], step, cone_angle))
+        march = _Marcher(t_start, t_stop, step, cone_angle)
+        owner, lo, hi = self._occupied_block_spans(rays_o, rays_d, t_start, t_stop, self.occupied_blocks())  # (S,) each
+        ray_indices, t_starts, t_ends = march.steps_with_midpoints_in(owner, lo, hi)
+        mids = (t_starts + t_ends)[:, None] / 2
+        keep = self.occupied(rays_o[ray_indices] + rays_d[ray_indices] * mids)
+        return ray_indices[keep], t_starts[keep], t_ends[keep]
 
     def _occupied_block_spans(
         self, rays_o: Tensor, rays_d: Tensor, t_start: Tensor, t_stop: Tensor, blocks: Tensor

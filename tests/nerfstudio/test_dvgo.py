@@ -18,6 +18,7 @@ from nerfstudio.engine.callbacks import TrainingCallbackLocation
 from frinr_core import FourierLinear
 from frinr_core.errors import InputError
 from frinr_nerfstudio.method.fields.dvgo import grid_resolution
+from frinr_nerfstudio.method.models.base import CONTRACTED_CONE_ANGLE
 from frinr_nerfstudio.method.models.dvgo import DVGOModelConfig
 
 METHODS = ("frinr-dvgo", "frinr-dvgo-baseline")
@@ -89,7 +90,7 @@ def test_contracted_space_keeps_geometry_beyond_the_scene_box() -> None:
     config = DVGOModelConfig(mask_resolution=16, contraction="on")
     config.coarse.voxels, config.fine.voxels = 16**3, 20**3
     model = config.setup(scene_box=SceneBox(aabb=torch.tensor([[-1.0] * 3, [1.0] * 3])), num_train_data=1)
-    assert model.occupancy_grid.levels == 4 and model.cone_angle() > 0
+    assert model.occupancy_grid.levels == 4 and model.cone_angle() == CONTRACTED_CONE_ANGLE
     torch.testing.assert_close(model.field.aabb, torch.tensor([[-2.0] * 3, [2.0] * 3]))  # all of contracted space
     with torch.no_grad():  # opaque coarse nodes at contracted x = 1.73 (world 3.75) and 2 (infinity), y, z = ±0.13
         model.field.density.grid[0, 0, 14:, 7:9, 7:9] = 30.0

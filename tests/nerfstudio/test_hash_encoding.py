@@ -8,7 +8,7 @@ import pytest
 import torch
 from nerfstudio.field_components.encodings import HashEncoding
 
-from frinr_nerfstudio.method.field_components import hash_encoding
+from frinr_nerfstudio.method import kernels
 from frinr_nerfstudio.method.field_components.hash_encoding import CPUHashEncoding
 
 SETTINGS = {"num_levels": 8, "min_res": 4, "max_res": 256, "log2_hashmap_size": 10, "implementation": "torch"}
@@ -30,7 +30,7 @@ def positions() -> torch.Tensor:
 
 
 def test_kernel_compiles_here() -> None:
-    assert hash_encoding.cpu_kernel_available(), "g++ and ninja are installed here: the kernel must build"
+    assert kernels.available(), "g++ and ninja are installed here: the kernels must build"
 
 
 def test_forward_and_table_gradient_match_nerfstudio() -> None:
@@ -67,14 +67,14 @@ def test_build_failure_falls_back_with_one_warning(monkeypatch: pytest.MonkeyPat
 
     stock, ours = encodings()
     monkeypatch.setattr("torch.utils.cpp_extension.load", no_compiler)
-    hash_encoding.cpu_kernel_available.cache_clear()
+    kernels.available.cache_clear()
     try:
         with caplog.at_level(logging.WARNING):
             x = positions()
             torch.testing.assert_close(ours(x), stock(x))
             ours(x)
-        warnings = [r for r in caplog.records if "kernel unavailable" in r.getMessage()]
+        warnings = [r for r in caplog.records if "kernels are unavailable" in r.getMessage()]
         assert len(warnings) == 1 and "g++: command not found" in warnings[0].getMessage()
         assert "more detail" not in warnings[0].getMessage()
     finally:
-        hash_encoding.cpu_kernel_available.cache_clear()
+        kernels.available.cache_clear()

@@ -12,6 +12,7 @@ from frinr_core.errors import InputError
 from frinr_core.fourier import FourierLinear
 from frinr_nerfstudio.method.fields.ngp import NGPFieldConfig
 from frinr_nerfstudio.method.heads import HeadConfig
+from frinr_nerfstudio.method.models.base import CONTRACTED_CONE_ANGLE
 from frinr_nerfstudio.method.models.ngp import NGPModel, NGPModelConfig
 from frinr_nerfstudio.method.samplers import TorchOccGrid
 
@@ -126,8 +127,8 @@ def capture_model(**settings) -> NGPModel:
     field = NGPFieldConfig(
         num_levels=4, log2_hashmap_size=12, max_res=64, appearance_embedding_dim=settings.pop("app", 0)
     )
-    config = NGPModelConfig(field=field, grid_resolution=16, grid_levels=2, render_step_size=0.05, contraction="on",
-                            **settings)  # fmt: skip
+    settings = {"contraction": "on"} | settings
+    config = NGPModelConfig(field=field, grid_resolution=16, grid_levels=2, render_step_size=0.05, **settings)
     return config.setup(scene_box=SceneBox(torch.tensor([[-1.5] * 3, [1.5] * 3])), num_train_data=4)
 
 
@@ -210,6 +211,12 @@ def test_alpha_thre_cap_is_nerfaccs_rule() -> None:
     assert model.alpha_threshold() == model.config.alpha_thre == 0.01
     model.config.alpha_thre_cap = True
     assert model.alpha_threshold() == pytest.approx(0.002)
+
+
+def test_cone_angle_grows_steps_faster_with_contraction_and_an_explicit_one_wins() -> None:
+    assert capture_model().cone_angle() == CONTRACTED_CONE_ANGLE > 0.004
+    assert capture_model(contraction="off").cone_angle() == 0.004  # a bounded scene: nerfstudio's instant-ngp
+    assert capture_model(cone_angle=0.0).cone_angle() == 0.0
 
 
 def test_distortion_loss_is_off_by_default_and_trains_the_density_when_on() -> None:

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from frinr_core.errors import InputError
+from frinr_nerfstudio.method import kernels
 from frinr_nerfstudio.method.samplers import (
     TorchOccGrid,
     distortion_loss,
@@ -211,10 +212,33 @@ def test_hierarchical_march_finds_every_step_a_plain_march_finds(grid: TorchOccG
     assert ray_indices.numel() > 0
 
 
+@pytest.mark.parametrize("cone_angle", [0.0, 0.004, 0.02, 0.1])
+def test_kernel_lays_the_steps_the_tensor_march_lays(cone_angle: float, monkeypatch) -> None:
+    """The compiled march and the tensor-op march agree step for step: rays from inside and outside a 3-level grid,
+    some missing it, with a near plane, an uneven occupancy pattern, and both the linear and the growing steps."""
+    assert kernels.available(), "g++ and ninja are installed here: the kernels must build"
+    torch.manual_seed(0)
+    grid = TorchOccGrid(torch.tensor([-1.0, -0.5, -1, 1, 1.5, 1]), resolution=16, levels=3).train()
+    grid.update_every_n_steps(step=0, occ_eval_fn=lambda x: (torch.sin(4 * x).prod(-1, keepdim=True) > 0.1).float())
+    assert 0.2 < grid.binaries.float().mean() < 0.8
+    origins = torch.nn.functional.normalize(torch.randn(3000, 3), dim=-1) * torch.rand(3000, 1) * 6
+    dirs = torch.nn.functional.normalize(torch.randn(3000, 3), dim=-1)
+    settings = {"render_step_size": 0.01, "cone_angle": cone_angle, "near_plane": 0.2}
+    compiled = grid.sampling(origins, dirs, **settings)
+    monkeypatch.setattr(kernels, "usable", lambda *tensors: False)
+    in_tensor_ops = grid.sampling(origins, dirs, **settings)
+    assert compiled[0].numel() > 10_000 and torch.equal(compiled[0], in_tensor_ops[0])
+    assert torch.unique(compiled[0]).numel() < 3000  # some rays miss the grid or its occupied cells
+    torch.testing.assert_close(compiled[1], in_tensor_ops[1], rtol=1e-6, atol=0)  # exp may differ in the last bit
+    torch.testing.assert_close(compiled[2], in_tensor_ops[2], rtol=1e-6, atol=0)
+
+
 def test_march_lays_steps_only_near_occupied_blocks(grid: TorchOccGrid, monkeypatch) -> None:
-    """The coarse pass skips empty blocks before any fine step is laid: far fewer candidates than a march of the box."""
+    """Without the kernel, the coarse pass skips empty blocks before any fine step is laid: far fewer candidates than a
+    march of the box."""
     from frinr_nerfstudio.method import samplers
 
+    monkeypatch.setattr(kernels, "usable", lambda *tensors: False)
     laid = []
     original = samplers._Marcher.steps_with_midpoints_in
 

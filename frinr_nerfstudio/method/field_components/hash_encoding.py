@@ -2,48 +2,19 @@
 
 Without tiny-cuda-nn, nerfstudio's hash encoding is written in tensor ops that materialise several
 (N, levels, 8) temporaries per lookup; on a CPU that memory traffic is most of an Instant-NGP step. The
-kernel in ``hash_grid.cpp`` computes the same function (same table layout, hash and interpolation, so
+kernel in ``kernels/hash_grid.cpp`` computes the same function (same table layout, hash and interpolation, so
 checkpoints and results are interchangeable with the stock encoding) level by level, with the level's table
-slice in cache — 7–8 times faster forward + backward (BENCHMARKS.md). It is compiled once per machine with
-torch's extension builder (g++ and ninja, cached under ``~/.cache/torch_extensions``); where that is
-impossible the stock torch code runs, after one warning. tcnn, when present, is used unchanged.
+slice in cache — 7–8 times faster forward + backward (BENCHMARKS.md). Where it cannot be compiled
+(:mod:`frinr_nerfstudio.method.kernels`) the stock torch code runs. tcnn, when present, is used unchanged.
 """
 
 from __future__ import annotations
-
-import functools
-import logging
-from pathlib import Path
 
 import torch
 from nerfstudio.field_components.encodings import HashEncoding
 from torch import Tensor
 
-from frinr_core.errors import first_line
-
-log = logging.getLogger(__name__)
-
-
-@functools.cache
-def cpu_kernel_available() -> bool:
-    """Compile (or load the cached build of) the CPU kernel; False, with one warning, if that fails."""
-    from nerfstudio.utils.rich_utils import CONSOLE
-    from torch.utils.cpp_extension import _get_build_directory, load
-
-    try:
-        if not (Path(_get_build_directory("frinr_hash_grid", verbose=False)) / "frinr_hash_grid.so").exists():
-            CONSOLE.print("Compiling frinr's CPU hash-grid kernel (once per machine, about 30 s)...")
-        load(
-            name="frinr_hash_grid",
-            sources=[str(Path(__file__).with_name("hash_grid.cpp"))],
-            extra_cflags=["-O3", "-fopenmp"],
-            extra_ldflags=["-fopenmp"],
-            is_python_module=False,
-        )
-    except Exception as error:  # no compiler, no ninja, read-only cache: the stock torch path still works
-        log.warning("hash-grid CPU kernel unavailable (%s); using nerfstudio's torch encoding", first_line(error))
-        return False
-    return True
+from frinr_nerfstudio.method import kernels
 
 
 class _HashGridLookup(torch.autograd.Function):
@@ -70,14 +41,8 @@ class CPUHashEncoding(HashEncoding):
     """
 
     def pytorch_fwd(self, in_tensor: Tensor) -> Tensor:
-        usable = (
-            in_tensor.device.type == "cpu"
-            and in_tensor.dtype == torch.float32
-            and self.hash_table.dtype == torch.float32
-            and not (in_tensor.requires_grad and torch.is_grad_enabled())
-            and cpu_kernel_available()
-        )
-        if not usable:
+        position_grad = in_tensor.requires_grad and torch.is_grad_enabled()
+        if position_grad or not kernels.usable(in_tensor, self.hash_table):
             return super().pytorch_fwd(in_tensor)
         shape = in_tensor.shape[:-1]
         positions = in_tensor.reshape(-1, 3).contiguous()

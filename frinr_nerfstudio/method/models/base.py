@@ -44,6 +44,12 @@ from frinr_nerfstudio.method.samplers import (
 )
 from frinr_nerfstudio.nerfstudio_fixes import backends
 
+CONTRACTED_CONE_ANGLE = 0.02
+"""Step growth with contraction. Beyond the scene box the field sees space contracted (a point at distance r maps
+to 2 - 1/r), so a step t * cone_angle long covers ~cone_angle / r of contracted space: the far steps of
+instant-ngp's 0.004 are finer than anything the field can hold there, and made up most of a capture's samples.
+Measured in BENCHMARKS.md (*captures-sweep*)."""
+
 
 @dataclass
 class OccupancyModelConfig(ModelConfig):
@@ -56,8 +62,9 @@ class OccupancyModelConfig(ModelConfig):
     alpha_thre_cap: bool = False
     """nerfacc's rule: lower alpha_thre to the grid's mean occupancy, so an untrained field keeps samples. In a real
     capture most cells are empty and the cap binds all along, keeping nearly transparent samples (BENCHMARKS.md)."""
-    cone_angle: float = 0.004
-    """Step growth with distance (dt = t * cone_angle); 0 for uniform steps."""
+    cone_angle: float | None = None
+    """Step growth with distance (dt = t * cone_angle); 0 for uniform steps. None: the model's own for a bounded
+    scene (instant-ngp's 0.004, DVGO's uniform steps), CONTRACTED_CONE_ANGLE with contraction."""
     contraction: Literal["auto", "on", "off"] = "auto"
     """Contract space beyond the scene box, for unbounded captures. auto: off for blender-data (an object on a
     blank background), on for every other dataparser (real captures); our pipelines resolve it, a model built
@@ -194,9 +201,14 @@ class OccupancyModel(Model):
             return min(self.config.alpha_thre, self.occupancy_grid.mean_occupancy())
         return self.config.alpha_thre
 
+    bounded_cone_angle: float = 0.004
+    """The cone angle of a bounded scene unless the config sets one (nerfstudio's instant-ngp)."""
+
     def cone_angle(self) -> float:
         """Step growth with distance while marching (0: uniform steps)."""
-        return self.config.cone_angle
+        if self.config.cone_angle is not None:
+            return self.config.cone_angle
+        return CONTRACTED_CONE_ANGLE if self.contracted else self.bounded_cone_angle
 
     def colour_threshold(self) -> float:
         """Samples with a rendering weight at or below this get no colour evaluation (0: every sample does)."""

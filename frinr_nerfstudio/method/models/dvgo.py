@@ -101,9 +101,6 @@ class DVGOModelConfig(OccupancyModelConfig):
     """Fine steps between mask refreshes (at the middle of each period, as DVGO)."""
     contraction_levels: int = 4
     """Levels of the empty-space mask with contraction (level l covers the scene box scaled by 2**l)."""
-    cone_angle: float | None = None
-    """Step growth with distance (dt = t * cone_angle). None: uniform steps as DVGO, or 0.004 (nerfstudio's
-    instant-ngp) with contraction."""
     FR_HEADS = ("field.rgbnet", "field.density_head")
     field: DVGOFieldConfig = field(default_factory=DVGOFieldConfig)  # last: it shadows dataclasses.field below it
 
@@ -125,6 +122,7 @@ class DVGOModel(OccupancyModel):
 
     config: DVGOModelConfig
     field: DVGOField
+    bounded_cone_angle = 0.0  # uniform steps, as DVGO
 
     def populate_modules(self) -> None:
         super().populate_modules()
@@ -152,11 +150,6 @@ class DVGOModel(OccupancyModel):
 
     def alpha_threshold(self) -> float:
         return self.stage().fast_color_thres
-
-    def cone_angle(self) -> float:
-        if self.config.cone_angle is not None:
-            return self.config.cone_angle
-        return 0.004 if self.contracted else 0.0
 
     def colour_threshold(self) -> float:
         return self.stage().fast_color_thres

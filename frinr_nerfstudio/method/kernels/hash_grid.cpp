@@ -97,7 +97,7 @@ torch::Tensor hash_grid_backward(torch::Tensor positions, torch::Tensor grad_out
   return grad_table;
 }
 
-TORCH_LIBRARY(frinr, m) {
+TORCH_LIBRARY_FRAGMENT(frinr, m) {
   m.def("hash_grid_forward", &hash_grid_forward);
   m.def("hash_grid_backward", &hash_grid_backward);
 }
