@@ -127,8 +127,8 @@ def capture_model(**settings) -> NGPModel:
     field = NGPFieldConfig(
         num_levels=4, log2_hashmap_size=12, max_res=64, appearance_embedding_dim=settings.pop("app", 0)
     )
-    settings = {"contraction": "on"} | settings
-    config = NGPModelConfig(field=field, grid_resolution=16, grid_levels=2, render_step_size=0.05, **settings)
+    settings = {"contraction": "on", "render_step_size": 0.05} | settings
+    config = NGPModelConfig(field=field, grid_resolution=16, grid_levels=2, **settings)
     return config.setup(scene_box=SceneBox(torch.tensor([[-1.5] * 3, [1.5] * 3])), num_train_data=4)
 
 
@@ -217,6 +217,9 @@ def test_cone_angle_grows_steps_faster_with_contraction_and_an_explicit_one_wins
     assert capture_model().cone_angle() == CONTRACTED_CONE_ANGLE > 0.004
     assert capture_model(contraction="off").cone_angle() == 0.004  # a bounded scene: nerfstudio's instant-ngp
     assert capture_model(cone_angle=0.0).cone_angle() == 0.0
+    for impossible in ({"cone_angle": -0.01}, {"render_step_size": 0.0}, {"render_step_size": float("nan")}):
+        with pytest.raises(InputError, match="render step > 0 and a cone angle >= 0"):
+            capture_model(**impossible)
 
 
 def test_distortion_loss_is_off_by_default_and_trains_the_density_when_on() -> None:

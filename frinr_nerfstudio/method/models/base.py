@@ -48,7 +48,7 @@ CONTRACTED_CONE_ANGLE = 0.02
 """Step growth with contraction. Beyond the scene box the field sees space contracted (a point at distance r maps
 to 2 - 1/r), so a step t * cone_angle long covers ~cone_angle / r of contracted space: the far steps of
 instant-ngp's 0.004 are finer than anything the field can hold there, and made up most of a capture's samples.
-Measured in BENCHMARKS.md (*captures-sweep*)."""
+Measured in BENCHMARKS.md (*captures-cone*)."""
 
 
 @dataclass
@@ -147,6 +147,9 @@ class OccupancyModel(Model):
 
     def make_occupancy_grid(self, roi_aabb: torch.Tensor, resolution: int, levels: int, **kwargs) -> None:
         """``self.occupancy_grid`` and ``self.sampler`` on the backend ``settle`` chose for the model's device."""
+        step, cone = self.render_step_size(), self.config.cone_angle
+        if not step > 0 or (cone is not None and not cone >= 0):
+            raise InputError(f"marching needs a render step > 0 and a cone angle >= 0, got {step} and {cone}")
         device = self.kwargs.get("device", "cpu")  # where nerfstudio's pipeline puts the model
         backend = backends.occupancy_grid(self.config.occupancy_backend, device)
         self.occupancy_grid: TorchOccGrid | NerfaccOccGrid = make_occupancy_grid(
