@@ -1,6 +1,6 @@
 """Where a test view's rendering time goes, for a finished frinr-ngp run: the candidates the occupancy grid lets
-through per ray and level, how many the front-to-back density pass evaluates against one pass over all of them, and
-how transparent the rays stay.
+through per ray and level, the march alone (compiled kernel against tensor ops), how many densities the front-to-back
+pass evaluates against one pass over all of them, and how transparent the rays stay.
 
     .venv/bin/python -m benchmarks.render_profile outputs/sweep_captures/steps200/office/plain/run --threads 1
 """
@@ -25,7 +25,7 @@ def main() -> None:
 
     from nerfstudio.utils.eval_utils import eval_setup
 
-    from frinr_nerfstudio.method import samplers
+    from frinr_nerfstudio.method import kernels, samplers
 
     _, pipeline, _, _ = eval_setup(next(args.run.rglob("config.yml")), test_mode="test")
     model, grid = pipeline.model, pipeline.model.occupancy_grid
@@ -51,27 +51,40 @@ def main() -> None:
     quartiles = torch.quantile(torch.exp(-depth), torch.tensor([0.25, 0.5, 0.75])).tolist()
     print("transmittance left at each ray's end, quartiles:", [f"{q:.2g}" for q in quartiles])
 
-    front_to_back, evaluated = samplers.visible_front_to_back, [0]
+    all_rays = camera.generate_rays(camera_indices=0).flatten()  # the march alone, every ray of the view
+    march = {"render_step_size": model.render_step_size(), "cone_angle": model.cone_angle(),
+             "near_plane": model.config.near_plane, "far_plane": model.config.far_plane}  # fmt: skip
+    for name, compiled in (("compiled kernel", True), ("tensor ops", False)):
+        usable, kernels.usable = kernels.usable, (kernels.usable if compiled else lambda *tensors: False)
+        start = time.perf_counter()
+        with torch.no_grad():
+            laid = grid.sampling(all_rays.origins, all_rays.directions, **march)[0].numel()
+        kernels.usable = usable
+        print(f"march ({name}): {time.perf_counter() - start:.2f} s for the view's {len(all_rays)} rays, {laid} steps")
 
-    def counted(starts, ends, ray_indices, n_rays, sigma_fn, *rest, **kwargs):
-        def sigma_counted(*sample):
-            evaluated[0] += sample[0].numel()
-            return sigma_fn(*sample)
+    from frinr_nerfstudio.method.models import base  # the model's own name for the test, to swap it
 
-        return front_to_back(starts, ends, ray_indices, n_rays, sigma_counted, *rest, **kwargs)
+    front_to_back, evaluated = base.visible_front_to_back, [0]
 
-    def one_pass(starts, ends, ray_indices, n_rays, sigma_fn, alpha_thre, eps, *rest, **kwargs):
+    def counted(ray_indices, starts, ends, n_rays, density_of, *rest, **kwargs):
+        def density_counted(indices):
+            evaluated[0] += indices.numel()
+            return density_of(indices)
+
+        return front_to_back(ray_indices, starts, ends, n_rays, density_counted, *rest, **kwargs)
+
+    def one_pass(ray_indices, starts, ends, n_rays, density_of, alpha_thre, eps, chunk=1 << 18, **kwargs):
         evaluated[0] += ray_indices.numel()
-        sigmas = sigma_fn(starts, ends, ray_indices)
+        sigmas = torch.cat([density_of(i) for i in torch.arange(ray_indices.numel()).split(chunk)])
         return samplers.visible(starts, ends, sigmas, ray_indices, n_rays, alpha_thre, eps)
 
     for name, rule in (("front to back", counted), ("one pass", one_pass)):
-        samplers.visible_front_to_back, evaluated[0] = rule, 0
+        base.visible_front_to_back, evaluated[0] = rule, 0
         start = time.perf_counter()
         with torch.no_grad():
             model.get_outputs_for_camera(camera)
         print(f"{name}: {time.perf_counter() - start:.1f} s for the view, {evaluated[0] / 1e6:.2f} M densities")
-    samplers.visible_front_to_back = front_to_back
+    base.visible_front_to_back = front_to_back
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ shifted by machine load), evaluated on the same evenly spaced test views; finish
     .venv/bin/python -m benchmarks.sweep_captures --scenes maryrose office --steps 250 --jobs 2
     .venv/bin/python -m benchmarks.sweep_captures --report        # tabulate what has run so far
     .venv/bin/python -m benchmarks.sweep_captures --variants learned-background learned-bg+cone-0.02 \
-        --steps 200 --section captures-cone                         # a table of its own, beside the first
+        --steps 200 --section captures-cone --title "step growth"   # a table of its own, beside the first
 """
 
 from __future__ import annotations
@@ -80,6 +80,7 @@ def main() -> None:
     parser.add_argument("--report", action="store_true", help="train nothing: tabulate the finished runs in --out")
     parser.add_argument("--no-write", action="store_true", help="print the table, leave BENCHMARKS.md alone")
     parser.add_argument("--section", default="captures-sweep", help="BENCHMARKS.md section to write")
+    parser.add_argument("--title", default="sampler and capture aids", help="what the section's table compares")
     args = parser.parse_args()
     jobs = [(v, scene, args.seed, args.steps, args.eval_views, args.out / f"steps{args.steps}" / scene / v)
             for scene in args.scenes for v in args.variants]  # fmt: skip
@@ -95,7 +96,7 @@ def main() -> None:
         f"Runs were {args.jobs} one-thread jobs at a time, so train rays/s and render s/view compare variants "
         "with each other, not with solo runs."
     )
-    title = f"frinr-ngp on real captures: sampler and capture aids ({args.steps} steps)"
+    title = f"frinr-ngp on real captures: {args.title} ({args.steps} steps)"
     publish(args.section, title, body, dry_run=args.no_write)
 
 

@@ -104,5 +104,6 @@ def build_mlp(in_features: int, out_features: int, config: MLPConfig, *, samples
                 siren_init_(linear, config.omega0, first=index == 0)
         layers.append(linear)
         if index < last:
-            layers.append(Sine(omega0) if siren else nn.ReLU())
+            # in place: the linear before it does not keep its output for backward, so ReLU may overwrite it
+            layers.append(Sine(omega0) if siren else nn.ReLU(inplace=True))
     return nn.Sequential(*layers)

@@ -33,13 +33,14 @@ from collections.abc import Callable
 import nerfacc
 import torch
 import torch.nn.functional as F
-from nerfstudio.model_components.ray_samplers import VolumetricSampler
 from torch import Tensor, nn
 
 from frinr_core.errors import InputError
 from frinr_nerfstudio.method import kernels
 
 SigmaFn = Callable[[Tensor, Tensor, Tensor], Tensor]  # (t_starts (N,), t_ends (N,), ray_indices (N,)) -> (N,)
+EARLY_STOP_EPS = 1e-4
+"""A ray ends where its transmittance falls below this (nerfacc's default)."""
 BLOCKS_PER_AXIS = 8
 """About this many coarse blocks per axis and level for the hierarchical march (ceil(r / 8) cells a side)."""
 
@@ -100,11 +101,11 @@ def visible(
 
 
 def visible_front_to_back(
+    ray_indices: Tensor,
     t_starts: Tensor,
     t_ends: Tensor,
-    ray_indices: Tensor,
     n_rays: int,
-    sigma_fn: SigmaFn,
+    density_of: Callable[[Tensor], Tensor],
     alpha_thre: float,
     eps: float,
     chunk: int = 1 << 18,
@@ -112,11 +113,14 @@ def visible_front_to_back(
 ) -> Tensor:
     """(N,) bool: :func:`visible`'s mask, evaluating the density front to back and only until each ray is opaque.
 
-    Packed samples (sorted by ray, then distance) are evaluated in rounds: the next ``first_window`` samples of every
-    ray still transparent, then twice as many, and so on; a ray whose transmittance falls below ``eps`` leaves. The
-    candidates behind the first surface — on a real capture, the occupied cells of everything behind a wall — are
-    never evaluated (Instant-NGP's inference march does the same). A round needs its size on the host, so this is
-    the CPU path; on CUDA one batched pass over every candidate is cheaper (nerfacc's grid does that).
+    ``density_of`` maps indices into the packed samples (B,) to their densities (B,); it is called with at most
+    ``chunk`` indices at a time, so a caller may keep whatever else it computed for them (the model keeps the field's
+    colour features, so a test view evaluates each sample's density once). Packed samples (sorted by ray, then
+    distance) are evaluated in rounds: the next ``first_window`` samples of every ray still transparent, then twice
+    as many, and so on; a ray whose transmittance falls below ``eps`` leaves. The candidates behind the first
+    surface — on a real capture, the occupied cells of everything behind a wall — are never evaluated (Instant-NGP's
+    inference march does the same). A round needs its size on the host, so this is the CPU path; on CUDA one batched
+    pass over every candidate is cheaper.
     """
     device, n = ray_indices.device, ray_indices.numel()
     counts = torch.bincount(ray_indices, minlength=n_rays)  # (R,)
@@ -128,7 +132,7 @@ def visible_front_to_back(
         now = rank[pending] < window_end
         batch, pending = pending[now], pending[~now]  # (B,), both still sorted by ray then distance
         rays = ray_indices[batch]
-        sigmas = torch.cat([sigma_fn(t_starts[i], t_ends[i], ray_indices[i]) for i in batch.split(chunk)])  # (B,)
+        sigmas = torch.cat([density_of(indices) for indices in batch.split(chunk)])  # (B,)
         tau = (sigmas * (t_ends[batch] - t_starts[batch])).double()  # (B,)
         transmittance = torch.exp(-(segment_exclusive_sum(tau, rays, n_rays) + depth[rays]))
         keep[batch] = (1.0 - torch.exp(-tau) >= alpha_thre) & (transmittance >= eps)
@@ -343,7 +347,7 @@ class TorchOccGrid(GridGeometry, nn.Module):
         stratified: bool = False,
         cone_angle: float = 0.0,
         alpha_thre: float = 0.0,
-        early_stop_eps: float = 1e-4,
+        early_stop_eps: float = EARLY_STOP_EPS,
         chunk: int = 1 << 18,
     ) -> tuple[Tensor, Tensor, Tensor]:
         """March rays (R, 3) through occupied cells; returns packed (ray_indices, t_starts, t_ends), each (N,).
@@ -365,8 +369,9 @@ class TorchOccGrid(GridGeometry, nn.Module):
         ray_indices, t_starts, t_ends = steps  # (N,) each
 
         if sigma_fn is not None and (alpha_thre > 0 or early_stop_eps > 0) and ray_indices.numel():
+            density_of = lambda i: sigma_fn(t_starts[i], t_ends[i], ray_indices[i])  # noqa: E731
             keep = visible_front_to_back(
-                t_starts, t_ends, ray_indices, n_rays, sigma_fn, alpha_thre, early_stop_eps, chunk
+                ray_indices, t_starts, t_ends, n_rays, density_of, alpha_thre, early_stop_eps, chunk
             )  # (N,), evaluating the field in chunks of bounded memory
             ray_indices, t_starts, t_ends = ray_indices[keep], t_starts[keep], t_ends[keep]
         return ray_indices, t_starts, t_ends
@@ -521,7 +526,7 @@ class NerfaccOccGrid(GridGeometry, nerfacc.OccGridEstimator):
         rays_d: Tensor,
         sigma_fn: SigmaFn | None = None,
         alpha_thre: float = 0.0,
-        early_stop_eps: float = 1e-4,
+        early_stop_eps: float = EARLY_STOP_EPS,
         **kwargs,
     ) -> tuple[Tensor, Tensor, Tensor]:
         ray_indices, t_starts, t_ends = super().sampling(rays_o, rays_d, **kwargs)  # no sigma_fn: traversal only
@@ -543,22 +548,3 @@ def make_occupancy_grid(
     if backend == "nerfacc":
         return NerfaccOccGrid(roi_aabb=roi_aabb, resolution=resolution, levels=levels)
     return TorchOccGrid(roi_aabb, resolution=resolution, levels=levels, cells_per_update=cells_per_update)
-
-
-class OccupancySampler(VolumetricSampler):
-    """nerfstudio's ``VolumetricSampler``, also skipping occluded samples outside training.
-
-    The stock sampler passes no density function at eval time; on a CPU, early ray termination is what
-    makes rendering a test image or a viewer frame affordable, so it is used in every mode here.
-    """
-
-    def get_sigma_fn(self, origins: Tensor, directions: Tensor, times: Tensor | None = None) -> SigmaFn | None:
-        if self.density_fn is None:
-            return None
-        density_fn = self.density_fn
-
-        def sigma_fn(t_starts: Tensor, t_ends: Tensor, ray_indices: Tensor) -> Tensor:
-            positions = origins[ray_indices] + directions[ray_indices] * (t_starts + t_ends)[:, None] / 2.0
-            return density_fn(positions).squeeze(-1)
-
-        return sigma_fn

@@ -14,7 +14,7 @@ from frinr_nerfstudio.method.fields.ngp import NGPFieldConfig
 from frinr_nerfstudio.method.heads import HeadConfig
 from frinr_nerfstudio.method.models.base import CONTRACTED_CONE_ANGLE
 from frinr_nerfstudio.method.models.ngp import NGPModel, NGPModelConfig
-from frinr_nerfstudio.method.samplers import TorchOccGrid
+from frinr_nerfstudio.method.samplers import TorchOccGrid, render_weight_from_density, visible
 
 
 def small_model(fr: bool = True) -> NGPModel:
@@ -247,3 +247,51 @@ def test_distortion_loss_under_autocast_is_float32_and_its_gradients_finite() ->
     loss.backward()
     grads = [p.grad for p in model.field.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
+
+
+@pytest.mark.parametrize("one_pass", [False, True], ids=["cpu-rounds", "cuda-one-pass"])
+def test_eval_evaluates_each_density_once_and_renders_what_two_passes_render(monkeypatch, one_pass: bool) -> None:
+    """Outside training the visibility test's densities and colour features are the rendering's: the field sees
+    each candidate sample at most once, and the view is the one a test pass followed by a second density pass over
+    the kept samples renders (the training path's order) — with the CPU's front-to-back rounds and with the one pass
+    over every candidate that the nerfacc (CUDA) grid takes."""
+    torch.manual_seed(0)
+    model = small_model().eval()
+    if one_pass:
+        model.use_nerfacc = True  # nerfacc's scan is CUDA-only: weights by the torch scan, which equals it
+        torch_weights = lambda samples, sigmas, ray_indices, n: render_weight_from_density(  # noqa: E731
+            samples.frustums.starts[:, 0], samples.frustums.ends[:, 0], sigmas, ray_indices, n
+        )[0]
+        monkeypatch.setattr(model, "render_weights", torch_weights)
+    bundle = rays(128)
+    evaluated = []
+    density_and_geo = model.field.density_and_geo
+
+    def opaque_ball_in_haze(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The field's own densities, made opaque inside the unit ball and nearly transparent outside it, so
+        that rays both terminate early and pass samples the alpha threshold drops."""
+        evaluated.append(len(x))
+        density, geo = density_and_geo(x)
+        return density * torch.where(x.norm(dim=-1, keepdim=True) < 1.0, 100.0, 1e-4), geo
+
+    monkeypatch.setattr(model.field, "density_and_geo", opaque_ball_in_haze)
+    with torch.no_grad():
+        once = model(bundle)
+        march = {"render_step_size": model.render_step_size(), "cone_angle": model.cone_angle(),
+                 "near_plane": model.config.near_plane, "far_plane": model.config.far_plane}  # fmt: skip
+        candidates = model.occupancy_grid.sampling(bundle.origins, bundle.directions, **march)[0].numel()
+    assert 0 < once["num_samples_per_ray"].sum() < candidates  # some candidates are dropped
+    assert sum(evaluated) <= candidates
+
+    def test_then_evaluate_again(ray_samples, ray_indices, num_rays):
+        starts, ends = ray_samples.frustums.starts[:, 0], ray_samples.frustums.ends[:, 0]
+        sigmas = model.field.get_density(ray_samples)[0][:, 0]
+        keep = visible(starts, ends, sigmas, ray_indices, num_rays, model.alpha_threshold(), 1e-4)
+        density, embedding = model.field.get_density(ray_samples[keep])
+        return ray_samples[keep], ray_indices[keep], density, embedding
+
+    monkeypatch.setattr(model, "visible_samples", test_then_evaluate_again)
+    with torch.no_grad():
+        twice = model(bundle)
+    for name in ("rgb", "depth", "accumulation", "num_samples_per_ray"):
+        torch.testing.assert_close(once[name], twice[name])

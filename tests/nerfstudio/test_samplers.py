@@ -112,17 +112,19 @@ def test_front_to_back_keeps_what_one_pass_keeps_and_skips_occluded_samples(firs
     key = {(int(r), round(float(t), 4)): float(v) for r, t, v in zip(ray_indices, t_starts, field, strict=True)}
     evaluated = []
 
-    def sigma_fn(starts, ends, rays):  # the density of a sample, looked up by (ray, t): any order works
-        evaluated.append(rays.numel())
+    def density_of(indices):  # the density of a sample, looked up by (ray, t): any order works
+        evaluated.append(indices.numel())
+        rays, starts = ray_indices[indices], t_starts[indices]
         return torch.tensor([key[(int(r), round(float(t), 4))] for r, t in zip(rays, starts, strict=True)])
 
     one_pass = visible(t_starts, t_ends, field, ray_indices, 50, alpha_thre=0.01, eps=1e-4)
-    rounds = visible_front_to_back(t_starts, t_ends, ray_indices, 50, sigma_fn, 0.01, 1e-4, chunk=97,
+    rounds = visible_front_to_back(ray_indices, t_starts, t_ends, 50, density_of, 0.01, 1e-4, chunk=97,
                                    first_window=first_window)  # fmt: skip
     assert torch.equal(rounds, one_pass)
     _, transmittance, _ = render_weight_from_density(t_starts, t_ends, field, ray_indices, 50)
     still_transparent = (transmittance >= 1e-4).sum()  # samples before each ray's termination: these must be seen
     assert still_transparent <= sum(evaluated) < ray_indices.numel() * 0.8
+    assert max(evaluated) <= 97
 
 
 def test_update_counts_unseen_cells_occupied_and_decays() -> None:

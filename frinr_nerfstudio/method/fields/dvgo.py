@@ -14,7 +14,7 @@ view direction, into the small MLP ``rgbnet`` — the only place FR enters (its 
 
 Unbounded captures (nerfstudio-data, instant-ngp-data): with ``contract`` on, the grids live in contracted
 space, as DVGO v2's unbounded variant: world positions are normalised by the scene box to [-1, 1]^3 and
-everything beyond is squeezed into [-2, 2]^3 (nerfstudio's ∞-norm ``SceneContraction``). The field's box,
+everything beyond is squeezed into [-2, 2]^3 (``CubeContraction``). The field's box,
 its voxels and the coarse-to-fine tight box are then in that space; densities stay per world length.
 
 Grids change shape during training (coarse → fine, then progressive upscaling), so a grid's
@@ -33,11 +33,11 @@ import torch.nn.functional as F
 from nerfstudio.cameras.rays import RaySamples
 from nerfstudio.configs.base_config import InstantiateConfig
 from nerfstudio.field_components.field_heads import FieldHeadNames
-from nerfstudio.field_components.spatial_distortions import SceneContraction
 from nerfstudio.fields.base_field import Field
 from torch import Tensor, nn
 
 from frinr_core import paper
+from frinr_nerfstudio.method.field_components.contraction import CubeContraction
 from frinr_nerfstudio.method.heads import HeadConfig
 
 Resolution = tuple[int, int, int]
@@ -137,7 +137,7 @@ class DVGOField(Field):
     def __init__(self, config: DVGOFieldConfig, scene_aabb: Tensor, contract: bool = False) -> None:
         super().__init__()
         self.config = config
-        self.contraction = SceneContraction(order=float("inf")) if contract else None
+        self.contraction = CubeContraction() if contract else None
         scene_aabb = scene_aabb.clone().float()  # (2, 3)
         self.register_buffer("scene_aabb", scene_aabb, persistent=False)  # given again at every construction
         self.register_buffer("aabb", scene_aabb.new_tensor([[-2.0] * 3, [2.0] * 3]) if contract else scene_aabb.clone())

@@ -2,7 +2,7 @@
 
 Positions are first normalised by the scene box so that the box is ``[-1, 1]^3``. A bounded scene (contraction
 off) then fills the hash grid; with contraction on (real captures) everything outside the box is squeezed into
-``[-2, 2]^3`` (nerfstudio's ∞-norm ``SceneContraction``), so an unbounded capture fits the grid and the box keeps
+``[-2, 2]^3`` (``CubeContraction``), so an unbounded capture fits the grid and the box keeps
 its middle half.
 """
 
@@ -17,10 +17,10 @@ from nerfstudio.configs.base_config import InstantiateConfig
 from nerfstudio.field_components.activations import trunc_exp
 from nerfstudio.field_components.embedding import Embedding
 from nerfstudio.field_components.field_heads import FieldHeadNames
-from nerfstudio.field_components.spatial_distortions import SceneContraction
 from nerfstudio.fields.base_field import Field
 from torch import Tensor
 
+from frinr_nerfstudio.method.field_components.contraction import CubeContraction
 from frinr_nerfstudio.method.field_components.directions import DirectionEncoding
 from frinr_nerfstudio.method.field_components.hash_encoding import CPUHashEncoding
 from frinr_nerfstudio.method.heads import ColourHead, DensityHead, HeadConfig
@@ -63,7 +63,7 @@ class NGPField(Field):
         self.config = config
         self.register_buffer("aabb", aabb.clone())  # (2, 3)
         impl = "torch" if config.implementation == "auto" else config.implementation  # auto: never settled, torch
-        self.contraction = SceneContraction(order=float("inf")) if contract else None
+        self.contraction = CubeContraction() if contract else None
         self.encoding = CPUHashEncoding(
             num_levels=config.num_levels, min_res=config.base_res, max_res=config.max_res,
             log2_hashmap_size=config.log2_hashmap_size, features_per_level=config.features_per_level,

@@ -24,6 +24,7 @@ from nerfstudio.data.dataparsers.base_dataparser import DataParserConfig
 from nerfstudio.data.dataparsers.blender_dataparser import BlenderDataParserConfig
 from nerfstudio.field_components.field_heads import FieldHeadNames
 from nerfstudio.model_components.losses import MSELoss
+from nerfstudio.model_components.ray_samplers import VolumetricSampler
 from nerfstudio.model_components.renderers import AccumulationRenderer, DepthRenderer, RGBRenderer
 from nerfstudio.models.base_model import Model, ModelConfig
 from nerfstudio.utils import colormaps
@@ -34,13 +35,15 @@ from frinr_core import metrics
 from frinr_core.errors import InputError
 from frinr_nerfstudio.method.field_components.background import BackgroundField
 from frinr_nerfstudio.method.samplers import (
+    EARLY_STOP_EPS,
     NerfaccOccGrid,
-    OccupancySampler,
     TorchOccGrid,
     adapt_grid_state,
     distortion_loss,
     make_occupancy_grid,
     render_weight_from_density,
+    visible,
+    visible_front_to_back,
 )
 from frinr_nerfstudio.nerfstudio_fixes import backends
 
@@ -156,7 +159,7 @@ class OccupancyModel(Model):
             backend, roi_aabb, resolution, levels, **kwargs
         )
         self.use_nerfacc = backend == "nerfacc"
-        self.sampler = OccupancySampler(occupancy_grid=self.occupancy_grid, density_fn=self.field.density_fn)
+        self.sampler = VolumetricSampler(occupancy_grid=self.occupancy_grid, density_fn=self.field.density_fn)
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         """Always strict. nerfstudio's pipeline retries a failed load with ``strict=False``, which would leave the
@@ -225,11 +228,39 @@ class OccupancyModel(Model):
             return nerfacc.render_weight_from_density(starts, ends, sigmas, packed_info=packed_info)[0]
         return render_weight_from_density(starts, ends, sigmas, ray_indices, num_rays)[0]
 
+    def visible_samples(
+        self, ray_samples: RaySamples, ray_indices: Tensor, num_rays: int
+    ) -> tuple[RaySamples, Tensor, Tensor, Tensor | None]:
+        """Outside training: of every candidate the grid laid, the samples worth rendering (alpha >= the threshold,
+        in front of where the ray turns opaque) with their densities (N, 1) and the field's colour features. Each
+        candidate's density is evaluated once, for the test and the rendering both (in training the sampler tests
+        without gradients and the training pass evaluates the kept samples again: a third of a view's time)."""
+        starts, ends = ray_samples.frustums.starts[:, 0], ray_samples.frustums.ends[:, 0]  # (C,) each
+        evaluated: dict[str, Tensor] = {}  # 'density' (C, 1) and 'embedding' (C, F), filled as the test evaluates
+
+        def density_of(indices: Tensor) -> Tensor:  # (B,) candidate ids -> (B,) densities
+            density, embedding = self.field.get_density(ray_samples[indices])
+            for name, value in (("density", density), ("embedding", embedding)):
+                if value is not None:
+                    if name not in evaluated:
+                        evaluated[name] = value.new_zeros(len(ray_indices), value.shape[-1])
+                    evaluated[name][indices] = value
+            return density[:, 0]
+
+        alpha_thre = self.alpha_threshold()
+        if self.use_nerfacc:  # on CUDA one pass over every candidate is cheaper than rounds that each sync
+            density = density_of(torch.arange(len(ray_indices), device=ray_indices.device))
+            keep = visible(starts, ends, density, ray_indices, num_rays, alpha_thre, EARLY_STOP_EPS)
+        else:
+            keep = visible_front_to_back(ray_indices, starts, ends, num_rays, density_of, alpha_thre, EARLY_STOP_EPS)
+        embedding = evaluated["embedding"][keep] if "embedding" in evaluated else None
+        return ray_samples[keep], ray_indices[keep], evaluated["density"][keep], embedding
+
     def get_outputs(self, ray_bundle: RayBundle) -> dict[str, Tensor]:
         num_rays = len(ray_bundle)
         if self.training:
             self.camera_optimizer.apply_to_raybundle(ray_bundle)  # nothing when its mode is off
-        with torch.no_grad():
+        with torch.no_grad():  # training: the visible samples (a density pass without gradients); else every candidate
             ray_samples, ray_indices = self.sampler(
                 ray_bundle=ray_bundle,
                 near_plane=self.config.near_plane,
@@ -238,7 +269,10 @@ class OccupancyModel(Model):
                 alpha_thre=self.alpha_threshold(),
                 cone_angle=self.cone_angle(),
             )
-        density, embedding = self.field.get_density(ray_samples)  # (N, 1), field-specific features or None
+        if self.training:
+            density, embedding = self.field.get_density(ray_samples)  # (N, 1), field-specific features or None
+        else:
+            ray_samples, ray_indices, density, embedding = self.visible_samples(ray_samples, ray_indices, num_rays)
         weights = self.render_weights(ray_samples, density[..., 0], ray_indices, num_rays)[..., None]  # (N, 1)
         coloured, coloured_weights, coloured_rays = ray_samples, weights, ray_indices
         if self.colour_threshold() > 0:
