@@ -143,6 +143,9 @@ def test_learned_background_is_what_empty_rays_see_and_it_trains() -> None:
     (outputs["rgb"] - 0.8).pow(2).mean().backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.background.parameters())
     assert set(map(id, model.background.parameters())) <= set(map(id, model.get_param_groups()["fields"]))
+    with torch.no_grad():  # a view of empty space (the viewer turned away from the scene) renders too
+        seen = model.eval()(bundle)
+    torch.testing.assert_close(seen["rgb"], model.background(bundle.directions))
 
 
 def test_background_auto_is_learned_on_captures_white_on_blender_and_explicit_choices_stay() -> None:

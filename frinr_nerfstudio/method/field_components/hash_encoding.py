@@ -48,4 +48,4 @@ class CPUHashEncoding(HashEncoding):
         positions = in_tensor.reshape(-1, 3).contiguous()
         scales = self.scalings.to(torch.float32)
         features = _HashGridLookup.apply(positions, self.hash_table, scales, self.log2_hashmap_size)
-        return features.view(*shape, -1)
+        return features.view(*shape, features.shape[-1])

@@ -76,7 +76,7 @@ class DenseGrid(nn.Module):
     def forward(self, unit: Tensor) -> Tensor:  # (N, 3) in [-1, 1]^3 (x, y, z) -> (N, C)
         coords = unit.flip(-1).reshape(1, 1, 1, -1, 3).to(self.grid.dtype)  # grid_sample wants (z, y, x) order
         out = F.grid_sample(self.grid, coords, mode="bilinear", align_corners=True)  # (1, C, 1, 1, N)
-        return out.reshape(self.grid.shape[1], -1).T
+        return out.reshape(self.grid.shape[1], unit.shape[0]).T
 
     @torch.no_grad()
     def reset(self, channels: int, resolution: Resolution) -> None:

@@ -98,7 +98,7 @@ class NGPField(Field):
         positions = ray_samples.frustums.get_positions()  # (..., 3)
         density, geo = self.density_and_geo(positions.reshape(-1, 3))
         shape = positions.shape[:-1]
-        return density.view(*shape, 1), geo.view(*shape, -1)
+        return density.view(*shape, 1), geo.view(*shape, geo.shape[-1])  # explicit width: N may be 0
 
     def get_outputs(self, ray_samples: RaySamples, density_embedding: Tensor | None = None) -> dict:
         assert density_embedding is not None
@@ -106,7 +106,7 @@ class NGPField(Field):
         encoded = self.direction_encoding(directions).to(density_embedding.dtype)  # (N, 16)
         if self.appearance is not None:
             encoded = torch.cat([encoded, self.appearance_of(ray_samples).to(encoded.dtype)], dim=-1)
-        rgb = self.colour_head(encoded, density_embedding.reshape(encoded.shape[0], -1))
+        rgb = self.colour_head(encoded, density_embedding.reshape(encoded.shape[0], density_embedding.shape[-1]))
         return {FieldHeadNames.RGB: rgb.view(*ray_samples.frustums.directions.shape[:-1], 3)}
 
     def appearance_of(self, ray_samples: RaySamples) -> Tensor:

@@ -234,7 +234,7 @@ class OccupancyModel(Model):
         """Outside training: of every candidate the grid laid, the samples worth rendering (alpha >= the threshold,
         in front of where the ray turns opaque) with their densities (N, 1) and the field's colour features. Each
         candidate's density is evaluated once, for the test and the rendering both (in training the sampler tests
-        without gradients and the training pass evaluates the kept samples again: a third of a view's time)."""
+        without gradients and the training pass evaluates the kept samples again, which a view need not pay)."""
         starts, ends = ray_samples.frustums.starts[:, 0], ray_samples.frustums.ends[:, 0]  # (C,) each
         evaluated: dict[str, Tensor] = {}  # 'density' (C, 1) and 'embedding' (C, F), filled as the test evaluates
 
@@ -253,8 +253,11 @@ class OccupancyModel(Model):
             keep = visible(starts, ends, density, ray_indices, num_rays, alpha_thre, EARLY_STOP_EPS)
         else:
             keep = visible_front_to_back(ray_indices, starts, ends, num_rays, density_of, alpha_thre, EARLY_STOP_EPS)
+        density = evaluated["density"]  # (C, 1)
+        if not keep.any():  # a view of empty space: one sample of no density, as nerfstudio pads an empty march,
+            keep[0], density[0] = True, 0.0  # because its renderers need one
         embedding = evaluated["embedding"][keep] if "embedding" in evaluated else None
-        return ray_samples[keep], ray_indices[keep], evaluated["density"][keep], embedding
+        return ray_samples[keep], ray_indices[keep], density[keep], embedding
 
     def get_outputs(self, ray_bundle: RayBundle) -> dict[str, Tensor]:
         num_rays = len(ray_bundle)
