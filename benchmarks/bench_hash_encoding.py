@@ -16,7 +16,8 @@ import torch
 from nerfstudio.field_components.encodings import HashEncoding
 
 from benchmarks.report import publish
-from frinr_nerfstudio.method.field_components.hash_encoding import CPUHashEncoding, cpu_kernel_available
+from frinr_nerfstudio.method import kernels
+from frinr_nerfstudio.method.field_components.hash_encoding import CPUHashEncoding
 
 SETTINGS = {"num_levels": 16, "min_res": 16, "max_res": 2048, "log2_hashmap_size": 19, "implementation": "torch"}
 
@@ -38,7 +39,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
-    assert cpu_kernel_available(), "the kernel did not build here; see the warning above"
+    assert kernels.available(), "the kernel did not build here; see the warning above"
     torch.manual_seed(0)
     stock, ours = HashEncoding(**SETTINGS), CPUHashEncoding(**SETTINGS)
     ours.load_state_dict(stock.state_dict())

@@ -119,7 +119,7 @@ def visible_front_to_back(
     distance) are evaluated in rounds: the next ``first_window`` samples of every ray still transparent, then twice
     as many, and so on; a ray whose transmittance falls below ``eps`` leaves. The candidates behind the first
     surface — on a real capture, the occupied cells of everything behind a wall — are never evaluated (Instant-NGP's
-    inference march does the same). A round needs its size on the host, so this is the CPU path; on CUDA one batched
+    inference march does the same). A round needs its size on the host, so this is the CPU path; on a GPU one batched
     pass over every candidate is cheaper.
     """
     device, n = ray_indices.device, ray_indices.numel()

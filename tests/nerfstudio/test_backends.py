@@ -111,6 +111,7 @@ def test_saved_config_records_what_auto_meant(gpu_host, tmp_path: Path) -> None:
         model = saved.pipeline.model
         recorded = (model.field.implementation, model.occupancy_backend, model.grid_resolution, saved.mixed_precision)
         assert recorded == expected and model.contraction == "on" and model.background_color == "learned"
+        assert model.cone_angle == 0.02  # the step growth with contraction (CONTRACTED_CONE_ANGLE)
 
 
 def test_cpu_trained_run_loads_on_a_gpu_host(trained_ngp: Path, monkeypatch: pytest.MonkeyPatch) -> None:

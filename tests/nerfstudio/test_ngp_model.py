@@ -14,7 +14,7 @@ from frinr_nerfstudio.method.fields.ngp import NGPFieldConfig
 from frinr_nerfstudio.method.heads import HeadConfig
 from frinr_nerfstudio.method.models.base import CONTRACTED_CONE_ANGLE
 from frinr_nerfstudio.method.models.ngp import NGPModel, NGPModelConfig
-from frinr_nerfstudio.method.samplers import TorchOccGrid, render_weight_from_density, visible
+from frinr_nerfstudio.method.samplers import TorchOccGrid, visible
 
 
 def small_model(fr: bool = True) -> NGPModel:
@@ -252,20 +252,15 @@ def test_distortion_loss_under_autocast_is_float32_and_its_gradients_finite() ->
     assert grads and all(torch.isfinite(g).all() for g in grads)
 
 
-@pytest.mark.parametrize("one_pass", [False, True], ids=["cpu-rounds", "cuda-one-pass"])
+@pytest.mark.parametrize("one_pass", [False, True], ids=["cpu-rounds", "gpu-one-pass"])
 def test_eval_evaluates_each_density_once_and_renders_what_two_passes_render(monkeypatch, one_pass: bool) -> None:
     """Outside training the visibility test's densities and colour features are the rendering's: the field sees
     each candidate sample at most once, and the view is the one a test pass followed by a second density pass over
     the kept samples renders (the training path's order) — with the CPU's front-to-back rounds and with the one pass
-    over every candidate that the nerfacc (CUDA) grid takes."""
+    over every candidate that a GPU takes."""
     torch.manual_seed(0)
     model = small_model().eval()
-    if one_pass:
-        model.use_nerfacc = True  # nerfacc's scan is CUDA-only: weights by the torch scan, which equals it
-        torch_weights = lambda samples, sigmas, ray_indices, n: render_weight_from_density(  # noqa: E731
-            samples.frustums.starts[:, 0], samples.frustums.ends[:, 0], sigmas, ray_indices, n
-        )[0]
-        monkeypatch.setattr(model, "render_weights", torch_weights)
+    monkeypatch.setattr(model, "visibility_in_one_pass", lambda device: one_pass)  # one_pass: what a GPU does
     bundle = rays(128)
     evaluated = []
     density_and_geo = model.field.density_and_geo
@@ -273,7 +268,7 @@ def test_eval_evaluates_each_density_once_and_renders_what_two_passes_render(mon
     def opaque_ball_in_haze(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The field's own densities, made opaque inside the unit ball and nearly transparent outside it, so
         that rays both terminate early and pass samples the alpha threshold drops."""
-        evaluated.append(len(x))
+        evaluated.append(x.clone())
         density, geo = density_and_geo(x)
         return density * torch.where(x.norm(dim=-1, keepdim=True) < 1.0, 100.0, 1e-4), geo
 
@@ -284,7 +279,8 @@ def test_eval_evaluates_each_density_once_and_renders_what_two_passes_render(mon
                  "near_plane": model.config.near_plane, "far_plane": model.config.far_plane}  # fmt: skip
         candidates = model.occupancy_grid.sampling(bundle.origins, bundle.directions, **march)[0].numel()
     assert 0 < once["num_samples_per_ray"].sum() < candidates  # some candidates are dropped
-    assert sum(evaluated) <= candidates
+    seen = torch.cat(evaluated)  # (E, 3) every position the field saw: each candidate's, at most once
+    assert len(seen) <= candidates and len(torch.unique(seen, dim=0)) == len(seen)
 
     def test_then_evaluate_again(ray_samples, ray_indices, num_rays):
         starts, ends = ray_samples.frustums.starts[:, 0], ray_samples.frustums.ends[:, 0]
@@ -298,3 +294,34 @@ def test_eval_evaluates_each_density_once_and_renders_what_two_passes_render(mon
         twice = model(bundle)
     for name in ("rgb", "depth", "accumulation", "num_samples_per_ray"):
         torch.testing.assert_close(once[name], twice[name])
+
+
+def test_cone_angle_is_settled_and_recorded_per_scene() -> None:
+    """config.yml records the step growth a run used, so a later default cannot change how an old run renders."""
+    from nerfstudio.data.dataparsers.blender_dataparser import BlenderDataParserConfig
+    from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
+
+    from frinr_nerfstudio.method.models.dvgo import DVGOModelConfig
+
+    for config, parser, cone in [(NGPModelConfig(), NerfstudioDataParserConfig(), CONTRACTED_CONE_ANGLE),
+                                 (NGPModelConfig(), BlenderDataParserConfig(), 0.004),
+                                 (DVGOModelConfig(), BlenderDataParserConfig(), 0.0),
+                                 (NGPModelConfig(cone_angle=0.01), NerfstudioDataParserConfig(), 0.01)]:  # fmt: skip
+        config.settle(parser, "cpu")
+        assert config.cone_angle == cone
+    unsettled = NGPModelConfig()
+    unsettled.adopt(config)  # a resumed run takes the recorded value
+    assert unsettled.cone_angle == 0.01
+
+
+def test_cube_contraction_is_nerfstudios_inf_norm_contraction() -> None:
+    from nerfstudio.field_components.spatial_distortions import SceneContraction
+
+    from frinr_nerfstudio.method.field_components.contraction import CubeContraction
+
+    points = torch.randn(1000, 3) * torch.logspace(-1, 3, 1000)[:, None]  # inside the unit cube and far beyond it
+    points[:3] = torch.tensor([[1.0, 0.0, 0.0], [-1.0, 1.0, 0.5], [2.0, -2.0, 2.0]])  # on the cube, ties of |x|
+    points.requires_grad_(True)
+    ours, theirs = CubeContraction()(points), SceneContraction(order=float("inf"))(points)
+    torch.testing.assert_close(ours, theirs)
+    torch.testing.assert_close(*(torch.autograd.grad(x.square().sum(), points)[0] for x in (ours, theirs)))

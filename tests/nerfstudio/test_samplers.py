@@ -35,6 +35,14 @@ def grid() -> TorchOccGrid:
     return grid
 
 
+@pytest.fixture(params=["kernel", "tensor-ops"])
+def march(request, monkeypatch) -> str:
+    """Both marches: the compiled kernel (the CPU's) and the tensor ops (the torch grid on a GPU, or no compiler)."""
+    if request.param == "tensor-ops":
+        monkeypatch.setattr(kernels, "usable", lambda *tensors: False)
+    return request.param
+
+
 def rays_at_origin(n: int = 64, distance: float = 3.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Rays (n, 3) from a sphere of radius ``distance`` aimed near the origin."""
     gen = torch.Generator().manual_seed(1)
@@ -66,7 +74,7 @@ def test_sampling_skips_empty_cells(grid: TorchOccGrid) -> None:
 
 
 @pytest.mark.parametrize("cone_angle", [0.0, 0.004])
-def test_sampling_matches_dense_marching_where_occupied(grid: TorchOccGrid, cone_angle: float) -> None:
+def test_sampling_matches_dense_marching_where_occupied(grid: TorchOccGrid, cone_angle: float, march: str) -> None:
     origins, dirs = rays_at_origin()
     sparse = grid.sampling(origins, dirs, render_step_size=STEP, cone_angle=cone_angle, near_plane=0.1)
     full = copy.deepcopy(grid)
@@ -200,7 +208,7 @@ def reference_march(grid: TorchOccGrid, origin, direction, step: float, cone: fl
 
 
 @pytest.mark.parametrize("cone_angle", [0.0, 0.02])
-def test_hierarchical_march_finds_every_step_a_plain_march_finds(grid: TorchOccGrid, cone_angle: float) -> None:
+def test_march_finds_every_step_a_plain_march_finds(grid: TorchOccGrid, cone_angle: float, march: str) -> None:
     """Against a step-by-step march (float64): exactly the steps whose midpoints are in occupied cells are laid."""
     origins, dirs = rays_at_origin(32)
     ray_indices, starts, ends = grid.sampling(origins, dirs, render_step_size=STEP, cone_angle=cone_angle)

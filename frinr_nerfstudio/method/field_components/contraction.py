@@ -15,5 +15,7 @@ class CubeContraction(SceneContraction):
         super().__init__(order=float("inf"))
 
     def forward(self, positions: Tensor) -> Tensor:
+        if not isinstance(positions, Tensor):  # nerfstudio's Gaussians (mip-NeRF frustums): its own code
+            return super().forward(positions)
         mag = positions.abs().amax(dim=-1, keepdim=True)  # (..., 1)
         return torch.where(mag < 1, positions, (2 - 1 / mag) * (positions / mag))

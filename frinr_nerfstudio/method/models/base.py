@@ -104,7 +104,7 @@ class OccupancyModelConfig(ModelConfig):
                 head = getattr(head, name)
             head.fr = on
 
-    SETTLED: ClassVar[tuple[str, ...]] = ("contraction", "background_color", "occupancy_backend")
+    SETTLED: ClassVar[tuple[str, ...]] = ("contraction", "cone_angle", "background_color", "occupancy_backend")
     """Settings that ``settle`` turns from auto (or None) into what they mean for a scene and device."""
 
     def adopt(self, recorded: OccupancyModelConfig) -> None:
@@ -128,6 +128,8 @@ class OccupancyModelConfig(ModelConfig):
                 self.contraction = "off" if synthetic else "on"
             if self.background_color == "auto":
                 self.background_color = "white" if synthetic else "learned"
+        if self.cone_angle is None and self.contraction != "auto":  # recorded, so a later default cannot change a run
+            self.cone_angle = CONTRACTED_CONE_ANGLE if self.contraction == "on" else self._target.bounded_cone_angle
         self.occupancy_backend = backends.occupancy_grid(self.occupancy_backend, device)
 
 
@@ -228,6 +230,10 @@ class OccupancyModel(Model):
             return nerfacc.render_weight_from_density(starts, ends, sigmas, packed_info=packed_info)[0]
         return render_weight_from_density(starts, ends, sigmas, ray_indices, num_rays)[0]
 
+    def visibility_in_one_pass(self, device: torch.device) -> bool:
+        """On a GPU one pass over every candidate beats front-to-back rounds that each wait for the host."""
+        return device.type != "cpu"
+
     def visible_samples(
         self, ray_samples: RaySamples, ray_indices: Tensor, num_rays: int
     ) -> tuple[RaySamples, Tensor, Tensor, Tensor | None]:
@@ -248,7 +254,7 @@ class OccupancyModel(Model):
             return density[:, 0]
 
         alpha_thre = self.alpha_threshold()
-        if self.use_nerfacc:  # on CUDA one pass over every candidate is cheaper than rounds that each sync
+        if self.visibility_in_one_pass(ray_indices.device):
             density = density_of(torch.arange(len(ray_indices), device=ray_indices.device))
             keep = visible(starts, ends, density, ray_indices, num_rays, alpha_thre, EARLY_STOP_EPS)
         else:
@@ -275,7 +281,8 @@ class OccupancyModel(Model):
         if self.training:
             density, embedding = self.field.get_density(ray_samples)  # (N, 1), field-specific features or None
         else:
-            ray_samples, ray_indices, density, embedding = self.visible_samples(ray_samples, ray_indices, num_rays)
+            with torch.no_grad():  # evaluation never backpropagates (nerfstudio's eval batches run with gradients on)
+                ray_samples, ray_indices, density, embedding = self.visible_samples(ray_samples, ray_indices, num_rays)
         weights = self.render_weights(ray_samples, density[..., 0], ray_indices, num_rays)[..., None]  # (N, 1)
         coloured, coloured_weights, coloured_rays = ray_samples, weights, ray_indices
         if self.colour_threshold() > 0:
