@@ -255,8 +255,8 @@ class OccupancyModel(Model):
 
         alpha_thre = self.alpha_threshold()
         if self.visibility_in_one_pass(ray_indices.device):
-            density = density_of(torch.arange(len(ray_indices), device=ray_indices.device))
-            keep = visible(starts, ends, density, ray_indices, num_rays, alpha_thre, EARLY_STOP_EPS)
+            sigmas = density_of(torch.arange(len(ray_indices), device=ray_indices.device))  # (C,)
+            keep = visible(starts, ends, sigmas, ray_indices, num_rays, alpha_thre, EARLY_STOP_EPS)
         else:
             keep = visible_front_to_back(ray_indices, starts, ends, num_rays, density_of, alpha_thre, EARLY_STOP_EPS)
         density = evaluated["density"]  # (C, 1)
