@@ -2,9 +2,9 @@
 
 Both come from one function, so the only difference is the ``fr`` switch of the MLP heads. The
 settings are nerfstudio's instant-ngp (30k iterations, dynamic batch of 2**18 samples, Adam 1e-2 with
-exponential decay); the device defaults to CUDA when there is one and to the CPU otherwise (with a
-coarser occupancy grid), so ``ns-train frinr-ngp --data DIR`` needs no flag on either.
-CPU users shorten with ``--max-num-iterations``.
+exponential decay); the device defaults to CUDA when there is one and to the CPU otherwise, so
+``ns-train frinr-ngp --data DIR`` needs no flag on either. On the CPU the occupancy grid is coarser and the dynamic
+batch a quarter (``CPU_TARGET_SAMPLES``). CPU users shorten with ``--max-num-iterations``.
 
 DVGO: DirectVoxGO's settings for Blender scenes: 5k coarse + 20k fine steps of 8192 rays, Adam with learning
 rate 0.1 for the voxel grids and 1e-3 for the MLP, decaying tenfold every 20k steps (Adam eps 1e-15: with
@@ -55,6 +55,14 @@ class FrinrTrainerConfig(TrainerConfig):
         super().save_config()
 
 
+CPU_TARGET_SAMPLES = 1 << 16
+"""frinr-ngp's samples per step on the CPU. A CPU budget of minutes is a few hundred steps at instant-ngp's 2**18,
+and on a real capture the field is still hazy there: rays keep 30-70 samples, so few rays train and a view renders
+slowly. A quarter of the batch costs a quarter of the time per step (the cost is per sample), so the same minutes
+give four times the steps: the field sharpens sooner, keeps fewer samples per ray, and trains more rays per second
+(BENCHMARKS.md, *captures*)."""
+
+
 def camera_opt() -> dict:
     """nerfacto's optimizer for the pose refinement (used when a model's camera_optimizer is on)."""
     return {
@@ -74,6 +82,7 @@ def ngp_trainer_config(method_name: str) -> TrainerConfig:
         mixed_precision=cuda,
         machine=MachineConfig(device_type="cuda" if cuda else "cpu"),
         pipeline=FrinrDynamicBatchPipelineConfig(
+            target_num_samples=1 << 18 if cuda else CPU_TARGET_SAMPLES,
             datamanager=VanillaDataManagerConfig(
                 dataparser=NerfstudioDataParserConfig(),
                 train_num_rays_per_batch=4096,

@@ -27,6 +27,21 @@ def test_methods_are_registered_with_nerfstudio() -> None:
         assert all_methods[name].machine.device_type == ("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def test_dynamic_batch_is_instant_ngps_on_cuda_and_a_quarter_on_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CPU budget of minutes gets four times the steps (BENCHMARKS.md, *captures*); a GPU keeps instant-ngp's 2**18.
+    Both methods of the pair get the same batch."""
+    from frinr_nerfstudio.method.config import CPU_TARGET_SAMPLES, fr_and_baseline, ngp_trainer_config
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    on_cpu = fr_and_baseline("x", ngp_trainer_config, "")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a GPU host
+    on_gpu = fr_and_baseline("x", ngp_trainer_config, "")
+    assert CPU_TARGET_SAMPLES == 1 << 16
+    assert [spec.config.pipeline.target_num_samples for spec in on_cpu] == [CPU_TARGET_SAMPLES] * 2
+    assert [spec.config.pipeline.target_num_samples for spec in on_gpu] == [1 << 18] * 2
+    assert [spec.config.machine.device_type for spec in on_gpu] == ["cuda"] * 2
+
+
 def test_baseline_differs_only_by_fr() -> None:
     from nerfstudio.configs.method_configs import all_methods
 
