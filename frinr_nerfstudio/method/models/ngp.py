@@ -30,7 +30,7 @@ class NGPModelConfig(OccupancyModelConfig):
     """As ``OccupancyModelConfig``'s; auto: a learned background on real captures, white on blender-data."""
     grid_resolution: int | None = None
     """Cells per axis of each occupancy-grid level; None: 128 (nerfstudio's) with the model on CUDA, 64 on the CPU
-    (64³ cells per level, refreshed on nerfacc's schedule, cost a few percent of a step there)."""
+    (64³ cells per level, refreshed on nerfacc's schedule, cost a few percent of a 2**18-sample step there)."""
     grid_levels: int = 4
     """Occupancy-grid levels with contraction; level l covers the scene box scaled by 2**l. A bounded scene
     (contraction off) has one: a grid reaching beyond the box would only fill the march with empty steps."""
