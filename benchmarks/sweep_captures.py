@@ -26,6 +26,8 @@ PLAIN = {
     "distortion_loss_mult": 0.0,
     "cone_angle": 0.004,
 }
+DEFAULTS = PLAIN | {"background_color": "learned", "cone_angle": 0.02}
+"""frinr-ngp's settings on a capture since *captures-cone*."""
 ALL = PLAIN | {"background_color": "learned", "field.appearance_embedding_dim": 32, "camera_optimizer.mode": "SO3xR3"}
 VARIANTS: dict[str, dict] = {
     "plain": PLAIN,
@@ -40,6 +42,7 @@ VARIANTS: dict[str, dict] = {
         f"learned-bg+cone-{cone}": PLAIN | {"background_color": "learned", "cone_angle": cone}
         for cone in (0.01, 0.02, 0.04)
     },
+    "defaults": DEFAULTS,
 }
 """frinr-ngp's model settings per variant."""
 COLUMNS = ("psnr", "ssim", "train_samples_per_ray", "train_rays_per_second", "render_seconds_per_view")
@@ -59,11 +62,19 @@ def run_one(job: tuple[str, str, int, int, int, Path]) -> dict:
 
 
 def table(results: list[dict]) -> str:
+    """One row per scene and variant; with several seeds, PSNR per seed and the mean, the other columns' means."""
     rows = ["| scene | variant | test PSNR | SSIM | samples/ray | train rays/s | render s/view |", "|---" * 7 + "|"]
-    for r in sorted(results, key=lambda r: (r["scene"], list(VARIANTS).index(r["variant"]))):
+    cells: dict[tuple[str, str], list[dict]] = {}
+    for r in sorted(results, key=lambda r: (r["scene"], list(VARIANTS).index(r["variant"]), r["seed"])):
+        cells.setdefault((r["scene"], r["variant"]), []).append(r)
+    for (scene, variant), runs in cells.items():
+        mean = {k: sum(r[k] for r in runs) / len(runs) for k in COLUMNS}
+        psnr = f"{mean['psnr']:.2f}"
+        if len(runs) > 1:
+            psnr = " / ".join(f"{r['psnr']:.2f}" for r in runs) + f" (mean {psnr})"
         rows.append(
-            f"| {r['scene']} | {r['variant']} | {r['psnr']:.2f} | {r['ssim']:.3f} | {r['train_samples_per_ray']} | "
-            f"{r['train_rays_per_second']} | {r['render_seconds_per_view']} |"
+            f"| {scene} | {variant} | {psnr} | {mean['ssim']:.3f} | {mean['train_samples_per_ray']:.1f} | "
+            f"{mean['train_rays_per_second']:.0f} | {mean['render_seconds_per_view']:.2f} |"
         )
     return "\n".join(rows)
 
@@ -73,7 +84,7 @@ def main() -> None:
     parser.add_argument("--scenes", nargs="+", default=["maryrose", "office"])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--steps", type=int, default=250)
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42])
     parser.add_argument("--eval-views", type=int, default=4)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("outputs/sweep_captures"))
@@ -82,17 +93,19 @@ def main() -> None:
     parser.add_argument("--section", default="captures-sweep", help="BENCHMARKS.md section to write")
     parser.add_argument("--title", default="sampler and capture aids", help="what the section's table compares")
     args = parser.parse_args()
-    jobs = [(v, scene, args.seed, args.steps, args.eval_views, args.out / f"steps{args.steps}" / scene / v)
-            for scene in args.scenes for v in args.variants]  # fmt: skip
+    jobs = [(v, scene, seed, args.steps, args.eval_views, args.out / f"steps{args.steps}" / scene / v / f"seed{seed}")
+            for scene in args.scenes for v in args.variants for seed in args.seeds]  # fmt: skip
     results = run_in_pool(run_one, jobs, args.jobs, report_only=args.report)
+    seeds = ", ".join(map(str, args.seeds))
     body = (
         f"{table(results)}\n\nfrinr-ngp (FR) on the shared captures (nerfstudio-data, contraction on), "
-        f"{args.steps} steps, seed {args.seed}, test PSNR/SSIM on {args.eval_views} evenly spaced test views. "
+        f"{args.steps} steps, seeds {seeds}, test PSNR/SSIM on {args.eval_views} evenly spaced test views. "
         "Each variant states all four settings: nerfacc's cap of the alpha threshold at the mean occupancy, a "
         "learned background (colour per direction beyond the grid) instead of white, a 32-wide per-image "
         "appearance embedding, nerfstudio's camera optimizer (SO3xR3); the distortion variants add Mip-NeRF 360's "
         "distortion loss at the weight named (nerfacto's is 0.002) to the learned background; the cone variants "
-        "set the step growth with distance (dt = t * cone angle; 0.004 in the others, instant-ngp's). "
+        "set the step growth with distance (dt = t * cone angle; 0.004 in the others, instant-ngp's); 'defaults' is "
+        "the learned background at cone angle 0.02 (frinr-ngp's defaults on a capture). "
         f"Runs were {args.jobs} one-thread jobs at a time, so train rays/s and render s/view compare variants "
         "with each other, not with solo runs."
     )

@@ -14,10 +14,11 @@ from frinr_nerfstudio.method.field_components.hash_encoding import CPUHashEncodi
 SETTINGS = {"num_levels": 8, "min_res": 4, "max_res": 256, "log2_hashmap_size": 10, "implementation": "torch"}
 
 
-def encodings() -> tuple[HashEncoding, CPUHashEncoding]:
+def encodings(**settings) -> tuple[HashEncoding, CPUHashEncoding]:
     """A stock encoding and ours sharing one table (hash collisions at the fine levels included)."""
     torch.manual_seed(0)
-    stock, ours = HashEncoding(**SETTINGS), CPUHashEncoding(**SETTINGS)
+    settings = SETTINGS | settings
+    stock, ours = HashEncoding(**settings), CPUHashEncoding(**settings)
     ours.load_state_dict(stock.state_dict())
     return stock, ours
 
@@ -39,6 +40,24 @@ def test_forward_and_table_gradient_match_nerfstudio() -> None:
     expected, got = stock(x), ours(x)
     assert got.shape == expected.shape == (x.shape[0], 8 * 2)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-7)
+    upstream = torch.randn_like(expected)
+    (expected * upstream).sum().backward()
+    (got * upstream).sum().backward()
+    torch.testing.assert_close(ours.hash_table.grad, stock.hash_table.grad, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("features", [1, 3, 4, 8])
+def test_every_width_of_table_row_matches_nerfstudio(features: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kernel is compiled per row width (1, 2, 4, 8); any other width runs nerfstudio's code, equally right."""
+    stock, ours = encodings(features_per_level=features)
+    called = []
+    lookup = torch.ops.frinr.hash_grid_forward
+    monkeypatch.setattr(torch.ops.frinr, "hash_grid_forward", lambda *a: called.append(1) or lookup(*a), raising=False)
+    x = positions()
+    expected, got = stock(x), ours(x)
+    assert got.shape == (x.shape[0], 8 * features)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-7)
+    assert bool(called) == (features != 3)
     upstream = torch.randn_like(expected)
     (expected * upstream).sum().backward()
     (got * upstream).sum().backward()

@@ -240,6 +240,12 @@ def test_distortion_loss_is_off_by_default_and_trains_the_density_when_on() -> N
     assert "distortion" not in model(rays(64))  # a training term only
 
 
+@pytest.mark.parametrize("weight", [-0.01, float("nan")])
+def test_a_distortion_weight_below_zero_or_nan_is_one_line(weight: float) -> None:
+    with pytest.raises(InputError, match="distortion_loss_mult must be a weight >= 0"):
+        capture_model(distortion_loss_mult=weight)
+
+
 def test_distortion_loss_under_autocast_is_float32_and_its_gradients_finite() -> None:
     """On CUDA nerfstudio computes the losses under float16 autocast; the CPU's bfloat16 reproduces the mixed dtypes."""
     torch.manual_seed(0)

@@ -33,16 +33,22 @@ class _HashGridLookup(torch.autograd.Function):
         return None, grad_table, None, None
 
 
+KERNEL_FEATURES = (1, 2, 4, 8)
+"""Features per level the kernel is compiled for (tiny-cuda-nn's choices); others run nerfstudio's torch code."""
+
+
 class CPUHashEncoding(HashEncoding):
     """``HashEncoding`` whose torch implementation runs the compiled kernel for float32 CPU inputs.
 
-    Everything the kernel does not cover falls through to nerfstudio's code: CUDA tensors, other dtypes,
-    and positions that need a gradient (the kernel differentiates with respect to the table only).
+    Everything the kernel does not cover falls through to nerfstudio's code: CUDA tensors, other dtypes, features
+    per level outside ``KERNEL_FEATURES``, and positions that need a gradient (the kernel differentiates with respect
+    to the table only).
     """
 
     def pytorch_fwd(self, in_tensor: Tensor) -> Tensor:
         position_grad = in_tensor.requires_grad and torch.is_grad_enabled()
-        if position_grad or not kernels.usable(in_tensor, self.hash_table):
+        covered = self.hash_table.shape[1] in KERNEL_FEATURES and self.log2_hashmap_size < 32
+        if position_grad or not covered or not kernels.usable(in_tensor, self.hash_table):
             return super().pytorch_fwd(in_tensor)
         shape = in_tensor.shape[:-1]
         positions = in_tensor.reshape(-1, 3).contiguous()

@@ -142,6 +142,8 @@ class OccupancyModel(Model):
 
     def populate_modules(self) -> None:
         super().populate_modules()
+        if not self.config.distortion_loss_mult >= 0:  # also NaN
+            raise InputError(f"distortion_loss_mult must be a weight >= 0, got {self.config.distortion_loss_mult}")
         colour = "white" if self.config.background_color == "auto" else self.config.background_color  # unsettled
         self.background = BackgroundField() if colour == "learned" else None  # rendered on black, the learned added
         self.renderer_rgb = RGBRenderer(background_color="black" if colour == "learned" else colour)
