@@ -4,7 +4,7 @@ Without tiny-cuda-nn, nerfstudio's hash encoding is written in tensor ops that m
 (N, levels, 8) temporaries per lookup; on a CPU that memory traffic is most of an Instant-NGP step. The
 kernel in ``kernels/hash_grid.cpp`` computes the same function (same table layout, hash and interpolation, so
 checkpoints and results are interchangeable with the stock encoding) level by level, with the level's table
-slice in cache — 7–8 times faster forward + backward (BENCHMARKS.md). Where it cannot be compiled
+slice in cache — 12–21 times faster forward + backward (BENCHMARKS.md). Where it cannot be compiled
 (:mod:`frinr_nerfstudio.method.kernels`) the stock torch code runs. tcnn, when present, is used unchanged.
 """
 
