@@ -174,7 +174,7 @@ class FourierLinear(nn.Module):
             bound = bound / omega0
         self.coeffs = nn.Parameter((torch.rand(out_features, num_bases) * 2 - 1) * bound)
         self.bias = nn.Parameter(torch.zeros(out_features))
-        self._cache: tuple[tuple, Tensor] | None = None
+        self._cache: tuple[tuple, Tensor, Tensor] | None = None  # (key, coefficients, W)
 
     def extra_repr(self) -> str:
         return (
@@ -183,8 +183,9 @@ class FourierLinear(nn.Module):
         )
 
     def _cache_key(self) -> tuple:
-        # Optimizer steps, load_state_dict and DDP broadcasts modify coeffs in place (bumping _version);
-        # .to()/.cuda() swap the storage (data_ptr). Either invalidates the cached weight.
+        # .to()/.cuda() swap the storage (data_ptr); optimizer steps, load_state_dict and DDP broadcasts modify coeffs
+        # in place, bumping _version, except fused optimizers (torch.optim.Adam(fused=True)), whose kernels write
+        # without bumping it: the cache also keeps the coefficients it was computed from and compares them.
         c = self.coeffs
         return (c.data_ptr(), c._version, c.device, c.dtype, self.waves.data_ptr())
 
@@ -198,12 +199,12 @@ class FourierLinear(nn.Module):
         """W = Λ·B (out × in) in the parameters' dtype, computed once per coefficient update and detached (gradients
         go via forward). Kept out of autocast: a W cached in float16 during a mixed-precision training step would
         break every later call without autocast (the viewer's thread, the occupancy-grid refresh, evaluation)."""
-        key = self._cache_key()
+        key, coeffs = self._cache_key(), self.coeffs.detach()
         cache = self._cache  # one read: another thread (the viewer) may replace it meanwhile
-        if cache is None or cache[0] != key:
+        if cache is None or cache[0] != key or not torch.equal(cache[1], coeffs):
             with torch.no_grad():
-                cache = self._cache = (key, self._product())
-        return cache[1]
+                cache = self._cache = (key, coeffs.clone(), self._product())
+        return cache[2]
 
     def forward(self, x: Tensor) -> Tensor:  # (..., in) -> (..., out)
         wrapped = torch._C._functorch.is_functorch_wrapped_tensor

@@ -115,6 +115,19 @@ def test_weight_is_computed_once_per_update_and_refreshed_after_step():
     assert not torch.allclose(refreshed, first)
 
 
+def test_cache_follows_a_fused_optimizer_step():
+    """torch's fused optimizers update parameters without bumping their version counter; W must still follow."""
+    layer = FourierLinear(6, 3, low_freqs=2, high_freqs=1, phases=2)
+    optimizer = torch.optim.Adam(layer.parameters(), lr=1e-2, fused=True)
+    first = layer.weight
+    layer(torch.randn(4, 6)).square().sum().backward()
+    version = layer.coeffs._version
+    optimizer.step()
+    assert layer.coeffs._version == version  # what the cache cannot rely on
+    torch.testing.assert_close(layer.weight, layer.coeffs.detach() @ layer.bases)
+    assert not torch.allclose(layer.weight, first)
+
+
 def test_cache_follows_load_state_dict():
     layer, other = (FourierLinear(6, 3, low_freqs=2, high_freqs=1, phases=2) for _ in range(2))
     _ = layer.weight

@@ -18,19 +18,22 @@ from frinr_nerfstudio.method import kernels
 
 
 class _HashGridLookup(torch.autograd.Function):
-    """Features (N, L * F) of positions (N, 3) in [0, 1]; the gradient flows into the table only."""
+    """Features (N, L * F) of positions (N, 3) in [0, 1]; the gradient flows into the table only. ``known``: the
+    features of an earlier lookup of the same positions (with the same table), returned instead of computed."""
 
     @staticmethod
-    def forward(ctx, positions: Tensor, table: Tensor, scales: Tensor, log2_size: int) -> Tensor:
+    def forward(ctx, positions: Tensor, table: Tensor, scales: Tensor, log2_size: int, known: Tensor | None) -> Tensor:
         ctx.save_for_backward(positions, scales)
         ctx.log2_size, ctx.features = log2_size, table.shape[1]
+        if known is not None:
+            return known.clone()  # a new tensor: autograd may not hand out an input as this function's output
         return torch.ops.frinr.hash_grid_forward(positions, table, scales, log2_size)
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
         positions, scales = ctx.saved_tensors
         grad_table = torch.ops.frinr.hash_grid_backward(positions, grad_out, scales, ctx.log2_size, ctx.features)
-        return None, grad_table, None, None
+        return None, grad_table, None, None, None
 
 
 KERNEL_FEATURES = (1, 2, 4, 8)
@@ -45,13 +48,29 @@ class CPUHashEncoding(HashEncoding):
     to the table only).
     """
 
+    def replays(self, in_tensor: Tensor) -> bool:
+        """Whether features looked up at these positions (..., 3) can be :meth:`replay` ed: the kernel computes them."""
+        covered = self.hash_table.shape[1] in KERNEL_FEATURES and self.log2_hashmap_size < 32
+        return self.tcnn_encoding is None and covered and kernels.usable(in_tensor, self.hash_table)
+
+    def replay(self, in_tensor: Tensor, known: Tensor) -> Tensor:
+        """The features (..., L * F) of positions (..., 3) that an earlier lookup without gradients gave as ``known``,
+        with the table's gradient attached as if looked up now: a training pass over samples whose density was just
+        tested need not look them up twice. Positions that need a gradient are looked up again."""
+        if in_tensor.requires_grad and torch.is_grad_enabled() or not self.replays(in_tensor):
+            return self(in_tensor)
+        return self._kernel_lookup(in_tensor, known)
+
     def pytorch_fwd(self, in_tensor: Tensor) -> Tensor:
         position_grad = in_tensor.requires_grad and torch.is_grad_enabled()
-        covered = self.hash_table.shape[1] in KERNEL_FEATURES and self.log2_hashmap_size < 32
-        if position_grad or not covered or not kernels.usable(in_tensor, self.hash_table):
+        if position_grad or not self.replays(in_tensor):
             return super().pytorch_fwd(in_tensor)
+        return self._kernel_lookup(in_tensor)
+
+    def _kernel_lookup(self, in_tensor: Tensor, known: Tensor | None = None) -> Tensor:
         shape = in_tensor.shape[:-1]
         positions = in_tensor.reshape(-1, 3).contiguous()
         scales = self.scalings.to(torch.float32)
-        features = _HashGridLookup.apply(positions, self.hash_table, scales, self.log2_hashmap_size)
+        known = known.reshape(positions.shape[0], -1) if known is not None else None
+        features = _HashGridLookup.apply(positions, self.hash_table, scales, self.log2_hashmap_size, known)
         return features.view(*shape, features.shape[-1])

@@ -240,7 +240,11 @@ class DVGOField(Field):
         """Density (..., 1) at world positions (..., 3), for the sampler and the occupancy masks."""
         return self.density_at(positions.reshape(-1, 3)).view(*positions.shape[:-1], 1)
 
-    def get_density(self, ray_samples: RaySamples) -> tuple[Tensor, None]:
+    def lookups(self, ray_samples: RaySamples) -> None:
+        """Nothing for the training pass to replay: a dense-grid density is a few trilinear reads."""
+        return None
+
+    def get_density(self, ray_samples: RaySamples, lookups: None = None) -> tuple[Tensor, None]:
         return self.density_fn(ray_samples.frustums.get_positions()), None
 
     def view_encoding(self, directions: Tensor) -> Tensor:

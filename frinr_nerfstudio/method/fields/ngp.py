@@ -83,10 +83,12 @@ class NGPField(Field):
         inside = ((x > 0) & (x < 1)).all(dim=-1, keepdim=True)
         return x * inside, inside
 
-    def density_and_geo(self, positions: Tensor) -> tuple[Tensor, Tensor]:
-        """(N, 3) world positions -> density (N, 1) and geometry features (N, geo_features)."""
+    def density_and_geo(self, positions: Tensor, lookups: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """(N, 3) world positions -> density (N, 1) and geometry features (N, geo_features); ``lookups``: the hash
+        features of these positions from :meth:`lookups`, replayed instead of looked up again."""
         x, inside = self.unit_positions(positions)
-        raw, geo = self.density_head(self.encoding(x).to(positions.dtype))
+        features = self.encoding(x) if lookups is None else self.encoding.replay(x, lookups)
+        raw, geo = self.density_head(features.to(positions.dtype))
         return trunc_exp(raw) * inside, geo
 
     def density_fn(self, positions: Tensor, times: Tensor | None = None) -> Tensor:
@@ -94,9 +96,15 @@ class NGPField(Field):
         shape = positions.shape[:-1]
         return self.density_and_geo(positions.reshape(-1, 3))[0].view(*shape, 1)
 
-    def get_density(self, ray_samples: RaySamples) -> tuple[Tensor, Tensor]:
+    def lookups(self, ray_samples: RaySamples) -> Tensor | None:
+        """Hash features (N, levels * features) of the samples, which the training pass of the ones found visible
+        replays (a third of a CPU step's lookups); None where replaying is not possible (tiny-cuda-nn)."""
+        x, _ = self.unit_positions(ray_samples.frustums.get_positions().reshape(-1, 3))
+        return self.encoding(x) if self.encoding.replays(x) else None
+
+    def get_density(self, ray_samples: RaySamples, lookups: Tensor | None = None) -> tuple[Tensor, Tensor]:
         positions = ray_samples.frustums.get_positions()  # (..., 3)
-        density, geo = self.density_and_geo(positions.reshape(-1, 3))
+        density, geo = self.density_and_geo(positions.reshape(-1, 3), lookups)
         shape = positions.shape[:-1]
         return density.view(*shape, 1), geo.view(*shape, geo.shape[-1])  # explicit width: N may be 0
 

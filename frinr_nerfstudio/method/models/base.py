@@ -163,7 +163,10 @@ class OccupancyModel(Model):
             backend, roi_aabb, resolution, levels, **kwargs
         )
         self.use_nerfacc = backend == "nerfacc"
-        self.sampler = VolumetricSampler(occupancy_grid=self.occupancy_grid, density_fn=self.field.density_fn)
+        # nerfacc's sampler tests visibility in training itself (one pass on the GPU). With the torch grid the sampler
+        # only marches and the model tests (visible_samples), keeping the lookups for the training pass to replay.
+        density_fn = self.field.density_fn if self.use_nerfacc else None
+        self.sampler = VolumetricSampler(occupancy_grid=self.occupancy_grid, density_fn=density_fn)
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         """Always strict. nerfstudio's pipeline retries a failed load with ``strict=False``, which would leave the
@@ -238,17 +241,20 @@ class OccupancyModel(Model):
 
     def visible_samples(
         self, ray_samples: RaySamples, ray_indices: Tensor, num_rays: int
-    ) -> tuple[RaySamples, Tensor, Tensor, Tensor | None]:
-        """Outside training: of every candidate the grid laid, the samples worth rendering (alpha >= the threshold,
-        in front of where the ray turns opaque) with their densities (N, 1) and the field's colour features. Each
-        candidate's density is evaluated once, for the test and the rendering both (in training the sampler tests
-        without gradients and the training pass evaluates the kept samples again, which a view need not pay)."""
+    ) -> tuple[RaySamples, Tensor, dict[str, Tensor]]:
+        """Of every candidate the grid laid, the samples worth rendering (alpha >= the threshold, in front of where the
+        ray turns opaque), their ray indices, and what the test computed for them: 'density' (N, 1), the field's
+        colour features 'embedding' and, in training, its 'lookups' (``field.lookups``: grid features the training
+        pass replays instead of looking them up again). Each candidate's density is evaluated once, without
+        gradients."""
         starts, ends = ray_samples.frustums.starts[:, 0], ray_samples.frustums.ends[:, 0]  # (C,) each
-        evaluated: dict[str, Tensor] = {}  # 'density' (C, 1) and 'embedding' (C, F), filled as the test evaluates
+        evaluated: dict[str, Tensor] = {}  # each (C, width), filled as the test evaluates
 
         def density_of(indices: Tensor) -> Tensor:  # (B,) candidate ids -> (B,) densities
-            density, embedding = self.field.get_density(ray_samples[indices])
-            for name, value in (("density", density), ("embedding", embedding)):
+            samples = ray_samples[indices]
+            lookups = self.field.lookups(samples) if self.training else None
+            density, embedding = self.field.get_density(samples, lookups)
+            for name, value in (("density", density), ("embedding", embedding), ("lookups", lookups)):
                 if value is not None:
                     if name not in evaluated:
                         evaluated[name] = value.new_zeros(len(ray_indices), value.shape[-1])
@@ -261,17 +267,16 @@ class OccupancyModel(Model):
             keep = visible(starts, ends, sigmas, ray_indices, num_rays, alpha_thre, EARLY_STOP_EPS)
         else:
             keep = visible_front_to_back(ray_indices, starts, ends, num_rays, density_of, alpha_thre, EARLY_STOP_EPS)
-        density = evaluated["density"]  # (C, 1)
         if not keep.any():  # a view of empty space: one sample of no density, as nerfstudio pads an empty march,
-            keep[0], density[0] = True, 0.0  # because its renderers need one
-        embedding = evaluated["embedding"][keep] if "embedding" in evaluated else None
-        return ray_samples[keep], ray_indices[keep], density[keep], embedding
+            keep[0], evaluated["density"][0] = True, 0.0  # because its renderers need one
+        return ray_samples[keep], ray_indices[keep], {name: value[keep] for name, value in evaluated.items()}
 
     def get_outputs(self, ray_bundle: RayBundle) -> dict[str, Tensor]:
         num_rays = len(ray_bundle)
         if self.training:
             self.camera_optimizer.apply_to_raybundle(ray_bundle)  # nothing when its mode is off
-        with torch.no_grad():  # training: the visible samples (a density pass without gradients); else every candidate
+        test_here = not self.training or self.sampler.density_fn is None  # or the sampler tested (nerfacc's)
+        with torch.no_grad():  # the samples worth rendering, tested without gradients (in the sampler, or here)
             ray_samples, ray_indices = self.sampler(
                 ray_bundle=ray_bundle,
                 near_plane=self.config.near_plane,
@@ -280,11 +285,14 @@ class OccupancyModel(Model):
                 alpha_thre=self.alpha_threshold(),
                 cone_angle=self.cone_angle(),
             )
+            if test_here:
+                ray_samples, ray_indices, evaluated = self.visible_samples(ray_samples, ray_indices, num_rays)
+                density, embedding = evaluated["density"], evaluated.get("embedding")
         if self.training:
-            density, embedding = self.field.get_density(ray_samples)  # (N, 1), field-specific features or None
-        else:
-            with torch.no_grad():  # evaluation never backpropagates (nerfstudio's eval batches run with gradients on)
-                ray_samples, ray_indices, density, embedding = self.visible_samples(ray_samples, ray_indices, num_rays)
+            frustums = ray_samples.frustums  # marched without gradients: the refined poses' (camera optimizer) rejoin
+            frustums.origins, frustums.directions = ray_bundle.origins[ray_indices], ray_bundle.directions[ray_indices]
+            lookups = evaluated.get("lookups") if test_here else None
+            density, embedding = self.field.get_density(ray_samples, lookups)  # (N, 1), field-specific features
         weights = self.render_weights(ray_samples, density[..., 0], ray_indices, num_rays)[..., None]  # (N, 1)
         coloured, coloured_weights, coloured_rays = ray_samples, weights, ray_indices
         if self.colour_threshold() > 0:
