@@ -1,7 +1,9 @@
 """Where a frinr-ngp training step goes on this CPU: rays per batch, marched samples, sampler time (a diagnostic).
 
-The dynamic batch fills 2¹⁸ kept samples per step, so rays/s is set by how many candidate steps the sampler lays
-and tests to keep them. Printed every ``--every`` steps; the notes at the top of BENCHMARKS.md quote it.
+The dynamic batch fills a fixed number of kept samples per step, so rays/s is set by how many candidate steps the
+sampler lays and the density test goes through to keep them. Printed every ``--every`` steps; the notes at the top of
+BENCHMARKS.md quote it. Since 2026-12-06 the model runs the density test itself, so "sampler s" is the march alone
+(``benchmarks.profile_step`` times every operator).
 
     .venv/bin/python -m benchmarks.profile_ngp --steps 250                    # defaults (blender-data: no contraction)
     .venv/bin/python -m benchmarks.profile_ngp --steps 250 --contraction on   # frinr-ngp before 2026-11-26

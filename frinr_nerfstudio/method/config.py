@@ -59,9 +59,25 @@ class FrinrTrainerConfig(TrainerConfig):
 class FusedAdamOptimizerConfig(AdamOptimizerConfig):
     """nerfstudio's Adam with torch's fused step: the same update in one pass over each tensor instead of one pass
     per operation. Over frinr-ngp's 16.7 M hash-table entries that is 90 -> 15 ms a step on one CPU thread, a sixth
-    of a CPU training step (BENCHMARKS.md, *captures*); CUDA has the same fused kernel."""
+    of a CPU training step (BENCHMARKS.md, notes at the top); CUDA has the same fused kernel."""
 
     fused: bool = True
+
+    def setup(self, params) -> torch.optim.Optimizer:
+        optimizer = super().setup(params)
+        optimizer.register_load_state_dict_post_hook(self._stay_fused)
+        return optimizer
+
+    def _stay_fused(self, optimizer: torch.optim.Optimizer) -> None:
+        """Loading a state takes its settings: a checkpoint of an unfused Adam (runs before 2026-12-06) would turn
+        this one unfused while it still tells a CUDA grad scaler it takes scaled steps, which the unfused step
+        refuses. Back to this config's setting, with the step counts where a fused step keeps them."""
+        for group in optimizer.param_groups:
+            group["fused"] = self.fused
+            for param in group["params"]:
+                state = optimizer.state.get(param, {})
+                if self.fused and "step" in state:
+                    state["step"] = state["step"].to(dtype=torch.float32, device=param.device)
 
 
 CPU_TARGET_SAMPLES = 1 << 16

@@ -11,9 +11,11 @@ makes Instant-NGP fast:
   (``kernels/march.cpp``) walks each ray step by step; elsewhere (no compiler, or the grid on CUDA without nerfacc) a
   ray is first marched through coarse blocks of cells (each level's grid max-pooled into 8 blocks per axis) in tensor
   ops, and fine steps are laid only where it crosses an occupied block, then kept only in occupied cells;
-- early ray termination: a gradient-free density pass, front to back in rounds, drops every sample behind an opaque
-  surface (transmittance < ``early_stop_eps``) without evaluating it, and every nearly transparent one (alpha <
-  ``alpha_thre``), so the training pass runs the field on the survivors only.
+- early ray termination: a gradient-free density pass, front to back in rounds (:func:`visible_front_to_back`),
+  drops every sample behind an opaque surface (transmittance < ``early_stop_eps``) without evaluating it, and every
+  nearly transparent one (alpha < ``alpha_thre``), so the training pass runs the field on the survivors only. Our
+  models run it themselves (``OccupancyModel.visible_samples``, to keep what it looked up); ``sampling`` runs it when
+  given a ``sigma_fn``, as nerfacc's estimator does.
 
 nerfacc lowers ``alpha_thre`` to the grid's mean occupancy, so that an untrained field keeps samples. In a real capture
 most cells are empty, the mean stays far below the threshold all along, and nearly transparent samples are kept.

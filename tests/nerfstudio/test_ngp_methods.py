@@ -42,6 +42,33 @@ def test_dynamic_batch_is_instant_ngps_on_cuda_and_a_quarter_on_the_cpu(monkeypa
     assert [spec.config.machine.device_type for spec in on_gpu] == ["cuda"] * 2
 
 
+def test_adam_is_fused_and_stays_fused_when_it_loads_an_unfused_state() -> None:
+    """Every frinr optimizer takes torch's fused step; resuming a run saved with the unfused one (before 2026-12-06)
+    continues it with the same update, still fused (a CUDA grad scaler relies on that)."""
+    from nerfstudio.configs.method_configs import all_methods
+
+    from frinr_nerfstudio.method.config import FusedAdamOptimizerConfig
+
+    for name in (*METHODS, "frinr-dvgo", "frinr-dvgo-baseline"):
+        optimizers = all_methods[name].optimizers.values()
+        assert all(isinstance(group["optimizer"], FusedAdamOptimizerConfig) for group in optimizers)
+    torch.manual_seed(0)
+    unfused_param, fused_param = torch.nn.Parameter(torch.randn(64)), torch.nn.Parameter(torch.zeros(64))
+    unfused = torch.optim.Adam([unfused_param], lr=1e-2, eps=1e-15)
+    for _ in range(3):
+        unfused_param.grad = torch.randn(64)
+        unfused.step()
+    fused = FusedAdamOptimizerConfig(lr=1e-2, eps=1e-15).setup([fused_param])
+    with torch.no_grad():
+        fused_param.copy_(unfused_param)
+    fused.load_state_dict(copy.deepcopy(unfused.state_dict()))  # as from a checkpoint: no shared tensors
+    assert fused.param_groups[0]["fused"] is True
+    fused_param.grad = unfused_param.grad = torch.randn(64)
+    unfused.step()
+    fused.step()
+    torch.testing.assert_close(fused_param, unfused_param)
+
+
 def test_baseline_differs_only_by_fr() -> None:
     from nerfstudio.configs.method_configs import all_methods
 

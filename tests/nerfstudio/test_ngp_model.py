@@ -198,10 +198,13 @@ def test_camera_optimizer_refines_poses_in_its_own_group() -> None:
     assert set(groups) == {"fields", "camera_opt"}
     with torch.no_grad():
         model.camera_optimizer.pose_adjustment.normal_(std=0.05)
+    recorded, lookups = [], model.field.lookups
+    model.field.lookups = lambda samples: recorded.append(samples) or lookups(samples)
     bundle = rays(16)
     before = bundle.origins.clone()
     outputs = model(bundle)
     assert not torch.allclose(bundle.origins, before)  # training rays come from the refined poses
+    assert not recorded  # their positions need gradients, so no lookup is kept for replaying
     losses = model.get_loss_dict(outputs, {"image": torch.full((16, 3), 0.5)})
     assert "camera_opt_regularizer" in losses
     losses["rgb_loss"].backward()  # the photometric loss alone reaches the poses, through the marched samples
@@ -288,7 +291,7 @@ def test_eval_evaluates_each_density_once_and_renders_what_two_passes_render(mon
     seen = torch.cat(evaluated)  # (E, 3) every position the field saw: each candidate's, at most once
     assert len(seen) <= candidates and len(torch.unique(seen, dim=0)) == len(seen)
 
-    def test_then_evaluate_again(ray_samples, ray_indices, num_rays):
+    def test_then_evaluate_again(ray_samples, ray_indices, num_rays, record):
         starts, ends = ray_samples.frustums.starts[:, 0], ray_samples.frustums.ends[:, 0]
         sigmas = model.field.get_density(ray_samples)[0][:, 0]
         keep = visible(starts, ends, sigmas, ray_indices, num_rays, model.alpha_threshold(), 1e-4)

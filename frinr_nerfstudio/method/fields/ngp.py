@@ -98,7 +98,7 @@ class NGPField(Field):
 
     def lookups(self, ray_samples: RaySamples) -> Tensor | None:
         """Hash features (N, levels * features) of the samples, which the training pass of the ones found visible
-        replays (a third of a CPU step's lookups); None where replaying is not possible (tiny-cuda-nn)."""
+        replays (a third of a CPU step's lookups); None where it cannot (anything but the CPU kernel's float32)."""
         x, _ = self.unit_positions(ray_samples.frustums.get_positions().reshape(-1, 3))
         return self.encoding(x) if self.encoding.replays(x) else None
 

@@ -6,9 +6,11 @@ renderers, the loss and the evaluation metrics — is one code path, here:
 
     ray bundle → sampler (occupancy grid) → field density → weights → field colour → RGB / depth / accumulation
 
-A subclass builds ``self.field`` (a nerfstudio ``Field`` with ``density_fn``), ``self.occupancy_grid`` and
-``self.sampler``, and says how long a marching step is (:meth:`render_step_size`). DirectVoxGO also skips
-the colour of samples whose weight is negligible (:meth:`colour_threshold`), which Instant-NGP does not.
+A subclass builds ``self.field`` (a nerfstudio ``Field`` with ``density_fn``, and ``lookups``: what its density
+looked up that the training pass can replay through ``get_density(ray_samples, lookups)``, or None),
+``self.occupancy_grid`` and ``self.sampler``, and says how long a marching step is (:meth:`render_step_size`).
+DirectVoxGO also skips the colour of samples whose weight is negligible (:meth:`colour_threshold`), which Instant-NGP
+does not.
 """
 
 from __future__ import annotations
@@ -240,22 +242,22 @@ class OccupancyModel(Model):
         return device.type != "cpu"
 
     def visible_samples(
-        self, ray_samples: RaySamples, ray_indices: Tensor, num_rays: int
+        self, ray_samples: RaySamples, ray_indices: Tensor, num_rays: int, record: tuple[str, ...]
     ) -> tuple[RaySamples, Tensor, dict[str, Tensor]]:
         """Of every candidate the grid laid, the samples worth rendering (alpha >= the threshold, in front of where the
-        ray turns opaque), their ray indices, and what the test computed for them: 'density' (N, 1), the field's
-        colour features 'embedding' and, in training, its 'lookups' (``field.lookups``: grid features the training
-        pass replays instead of looking them up again). Each candidate's density is evaluated once, without
-        gradients."""
+        ray turns opaque), their ray indices, and the ``record`` ed part of what the test computed for them: 'density'
+        (N, 1) and the field's colour features 'embedding' for a view, the field's 'lookups' (``field.lookups``: grid
+        features the training pass replays instead of looking them up again) for training. Each candidate's density
+        is evaluated once, without gradients, in chunks of at most 2**18 samples."""
         starts, ends = ray_samples.frustums.starts[:, 0], ray_samples.frustums.ends[:, 0]  # (C,) each
         evaluated: dict[str, Tensor] = {}  # each (C, width), filled as the test evaluates
 
         def density_of(indices: Tensor) -> Tensor:  # (B,) candidate ids -> (B,) densities
             samples = ray_samples[indices]
-            lookups = self.field.lookups(samples) if self.training else None
+            lookups = self.field.lookups(samples) if "lookups" in record else None
             density, embedding = self.field.get_density(samples, lookups)
             for name, value in (("density", density), ("embedding", embedding), ("lookups", lookups)):
-                if value is not None:
+                if name in record and value is not None:
                     if name not in evaluated:
                         evaluated[name] = value.new_zeros(len(ray_indices), value.shape[-1])
                     evaluated[name][indices] = value
@@ -263,12 +265,15 @@ class OccupancyModel(Model):
 
         alpha_thre = self.alpha_threshold()
         if self.visibility_in_one_pass(ray_indices.device):
-            sigmas = density_of(torch.arange(len(ray_indices), device=ray_indices.device))  # (C,)
+            candidates = torch.arange(len(ray_indices), device=ray_indices.device).split(1 << 18)
+            sigmas = torch.cat([density_of(indices) for indices in candidates])  # (C,)
             keep = visible(starts, ends, sigmas, ray_indices, num_rays, alpha_thre, EARLY_STOP_EPS)
         else:
             keep = visible_front_to_back(ray_indices, starts, ends, num_rays, density_of, alpha_thre, EARLY_STOP_EPS)
-        if not keep.any():  # a view of empty space: one sample of no density, as nerfstudio pads an empty march,
-            keep[0], evaluated["density"][0] = True, 0.0  # because its renderers need one
+        if not keep.any():  # a view of empty space: one sample, as nerfstudio pads an empty march, because its
+            keep[0] = True  # renderers need one; of no density in a view (training evaluates its density again)
+            if "density" in evaluated:
+                evaluated["density"][0] = 0.0
         return ray_samples[keep], ray_indices[keep], {name: value[keep] for name, value in evaluated.items()}
 
     def get_outputs(self, ray_bundle: RayBundle) -> dict[str, Tensor]:
@@ -276,6 +281,7 @@ class OccupancyModel(Model):
         if self.training:
             self.camera_optimizer.apply_to_raybundle(ray_bundle)  # nothing when its mode is off
         test_here = not self.training or self.sampler.density_fn is None  # or the sampler tested (nerfacc's)
+        pose_gradients = ray_bundle.origins.requires_grad or ray_bundle.directions.requires_grad  # nothing to replay
         with torch.no_grad():  # the samples worth rendering, tested without gradients (in the sampler, or here)
             ray_samples, ray_indices = self.sampler(
                 ray_bundle=ray_bundle,
@@ -286,8 +292,9 @@ class OccupancyModel(Model):
                 cone_angle=self.cone_angle(),
             )
             if test_here:
-                ray_samples, ray_indices, evaluated = self.visible_samples(ray_samples, ray_indices, num_rays)
-                density, embedding = evaluated["density"], evaluated.get("embedding")
+                record = ("density", "embedding") if not self.training else () if pose_gradients else ("lookups",)
+                ray_samples, ray_indices, evaluated = self.visible_samples(ray_samples, ray_indices, num_rays, record)
+                density, embedding = evaluated.get("density"), evaluated.get("embedding")
         if self.training:
             frustums = ray_samples.frustums  # marched without gradients: the refined poses' (camera optimizer) rejoin
             frustums.origins, frustums.directions = ray_bundle.origins[ray_indices], ray_bundle.directions[ray_indices]
