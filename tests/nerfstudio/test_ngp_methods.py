@@ -44,7 +44,7 @@ def test_dynamic_batch_is_instant_ngps_on_cuda_and_a_quarter_on_the_cpu(monkeypa
 
 def test_adam_is_fused_and_stays_fused_when_it_loads_an_unfused_state() -> None:
     """Every frinr optimizer takes torch's fused step; resuming a run saved with the unfused one (before 2026-12-06)
-    continues it with the same update, still fused (a CUDA grad scaler relies on that)."""
+    continues it with the same update, still fused (mixed precision's grad scaler relies on that)."""
     from nerfstudio.configs.method_configs import all_methods
 
     from frinr_nerfstudio.method.config import FusedAdamOptimizerConfig
@@ -63,9 +63,12 @@ def test_adam_is_fused_and_stays_fused_when_it_loads_an_unfused_state() -> None:
         fused_param.copy_(unfused_param)
     fused.load_state_dict(copy.deepcopy(unfused.state_dict()))  # as from a checkpoint: no shared tensors
     assert fused.param_groups[0]["fused"] is True
-    fused_param.grad = unfused_param.grad = torch.randn(64)
+    grad = torch.randn(64)
+    unfused_param.grad = grad.clone()
     unfused.step()
-    fused.step()
+    scaler = torch.amp.GradScaler("cpu")  # hands the step scaled gradients, which only a fused step takes
+    scaler.scale((fused_param * grad).sum()).backward()
+    scaler.step(fused)
     torch.testing.assert_close(fused_param, unfused_param)
 
 
