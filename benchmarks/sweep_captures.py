@@ -43,6 +43,7 @@ VARIANTS: dict[str, dict] = {
         for cone in (0.01, 0.02, 0.04)
     },
     "defaults": DEFAULTS,
+    "defaults+camera-optimizer": DEFAULTS | {"camera_optimizer.mode": "SO3xR3"},
 }
 """frinr-ngp's model settings per variant."""
 COLUMNS = ("psnr", "ssim", "train_samples_per_ray", "train_rays_per_second", "render_seconds_per_view")
