@@ -70,14 +70,28 @@ def test_batch_shape_kept() -> None:
     torch.testing.assert_close(ours(x), stock(x), rtol=1e-5, atol=1e-7)
 
 
-def test_positions_needing_gradients_use_the_stock_path() -> None:
-    """The kernel only differentiates the table; a position gradient (e.g. normals) must still be right."""
+def test_position_gradient_matches_nerfstudio(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Camera pose refinement backpropagates into the positions: the kernel's gradient there is torch's, and the
+    table's gradient with it; also for features replayed from an earlier lookup."""
     stock, ours = encodings()
-    x_stock, x_ours = positions()[:100].requires_grad_(), positions()[:100].requires_grad_()
-    stock(x_stock).sum().backward()
-    ours(x_ours).sum().backward()
-    assert x_ours.grad is not None and x_ours.grad.abs().sum() > 0
-    torch.testing.assert_close(x_ours.grad, x_stock.grad)
+    called = []
+    gradient = torch.ops.frinr.hash_grid_position_grad
+    monkeypatch.setattr(torch.ops.frinr, "hash_grid_position_grad", lambda *a: called.append(1) or gradient(*a),
+                        raising=False)  # fmt: skip
+    upstream = torch.randn(len(positions()), stock.get_out_dim())
+    x_stock = positions().requires_grad_()
+    (stock(x_stock) * upstream).sum().backward()
+    with torch.no_grad():
+        known = ours(positions())
+    for features in (ours, lambda x: ours.replay(x, known)):
+        x_ours = positions().requires_grad_()
+        ours.hash_table.grad = None
+        (features(x_ours) * upstream).sum().backward()
+        assert x_ours.grad.abs().sum() > 0
+        torch.testing.assert_close(x_ours.grad, x_stock.grad, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(ours.hash_table.grad, stock.hash_table.grad, rtol=1e-5, atol=1e-6)
+        stock_grad = stock.hash_table.grad
+    assert len(called) == 2 and stock_grad is not None
 
 
 def test_build_failure_falls_back_with_one_warning(monkeypatch: pytest.MonkeyPatch, caplog) -> None:

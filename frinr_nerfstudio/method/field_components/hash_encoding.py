@@ -18,12 +18,12 @@ from frinr_nerfstudio.method import kernels
 
 
 class _HashGridLookup(torch.autograd.Function):
-    """Features (N, L * F) of positions (N, 3) in [0, 1]; the gradient flows into the table only. ``known``: the
-    features of an earlier lookup of the same positions (with the same table), returned instead of computed."""
+    """Features (N, L * F) of positions (N, 3) in [0, 1], differentiable in the table and the positions. ``known``:
+    the features of an earlier lookup of the same positions (with the same table), returned instead of computed."""
 
     @staticmethod
     def forward(ctx, positions: Tensor, table: Tensor, scales: Tensor, log2_size: int, known: Tensor | None) -> Tensor:
-        ctx.save_for_backward(positions, scales)
+        ctx.save_for_backward(positions, scales, table if positions.requires_grad else None)
         ctx.log2_size, ctx.features = log2_size, table.shape[1]
         if known is not None:
             return known.clone()  # a new tensor: autograd may not hand out an input as this function's output
@@ -31,9 +31,13 @@ class _HashGridLookup(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
-        positions, scales = ctx.saved_tensors
-        grad_table = torch.ops.frinr.hash_grid_backward(positions, grad_out, scales, ctx.log2_size, ctx.features)
-        return None, grad_table, None, None, None
+        positions, scales, table = ctx.saved_tensors
+        grad_positions = grad_table = None
+        if ctx.needs_input_grad[0]:
+            grad_positions = torch.ops.frinr.hash_grid_position_grad(positions, table, grad_out, scales, ctx.log2_size)
+        if ctx.needs_input_grad[1]:
+            grad_table = torch.ops.frinr.hash_grid_backward(positions, grad_out, scales, ctx.log2_size, ctx.features)
+        return grad_positions, grad_table, None, None, None
 
 
 KERNEL_FEATURES = (1, 2, 4, 8)
@@ -43,9 +47,8 @@ KERNEL_FEATURES = (1, 2, 4, 8)
 class CPUHashEncoding(HashEncoding):
     """``HashEncoding`` whose torch implementation runs the compiled kernel for float32 CPU inputs.
 
-    Everything the kernel does not cover falls through to nerfstudio's code: CUDA tensors, other dtypes, features
-    per level outside ``KERNEL_FEATURES``, and positions that need a gradient (the kernel differentiates with respect
-    to the table only).
+    Everything the kernel does not cover falls through to nerfstudio's code: CUDA tensors, other dtypes, and
+    features per level outside ``KERNEL_FEATURES``.
     """
 
     def replays(self, in_tensor: Tensor) -> bool:
@@ -55,17 +58,12 @@ class CPUHashEncoding(HashEncoding):
 
     def replay(self, in_tensor: Tensor, known: Tensor) -> Tensor:
         """The features (..., L * F) of positions (..., 3) that an earlier lookup without gradients gave as ``known``,
-        with the table's gradient attached as if looked up now: a training pass over samples whose density was just
-        tested need not look them up twice. Positions that need a gradient are looked up again."""
-        if in_tensor.requires_grad and torch.is_grad_enabled() or not self.replays(in_tensor):
-            return self(in_tensor)
-        return self._kernel_lookup(in_tensor, known)
+        with the gradients attached as if looked up now: a training pass over samples whose density was just tested
+        need not look them up twice."""
+        return self._kernel_lookup(in_tensor, known) if self.replays(in_tensor) else self(in_tensor)
 
     def pytorch_fwd(self, in_tensor: Tensor) -> Tensor:
-        position_grad = in_tensor.requires_grad and torch.is_grad_enabled()
-        if position_grad or not self.replays(in_tensor):
-            return super().pytorch_fwd(in_tensor)
-        return self._kernel_lookup(in_tensor)
+        return self._kernel_lookup(in_tensor) if self.replays(in_tensor) else super().pytorch_fwd(in_tensor)
 
     def _kernel_lookup(self, in_tensor: Tensor, known: Tensor | None = None) -> Tensor:
         shape = in_tensor.shape[:-1]

@@ -281,7 +281,6 @@ class OccupancyModel(Model):
         if self.training:
             self.camera_optimizer.apply_to_raybundle(ray_bundle)  # nothing when its mode is off
         test_here = not self.training or self.sampler.density_fn is None  # or the sampler tested (nerfacc's)
-        pose_gradients = ray_bundle.origins.requires_grad or ray_bundle.directions.requires_grad  # nothing to replay
         with torch.no_grad():  # the samples worth rendering, tested without gradients (in the sampler, or here)
             ray_samples, ray_indices = self.sampler(
                 ray_bundle=ray_bundle,
@@ -292,7 +291,7 @@ class OccupancyModel(Model):
                 cone_angle=self.cone_angle(),
             )
             if test_here:
-                record = ("density", "embedding") if not self.training else () if pose_gradients else ("lookups",)
+                record = ("lookups",) if self.training else ("density", "embedding")
                 ray_samples, ray_indices, evaluated = self.visible_samples(ray_samples, ray_indices, num_rays, record)
                 density, embedding = evaluated.get("density"), evaluated.get("embedding")
         if self.training:
