@@ -51,8 +51,8 @@ class CPUHashEncoding(HashEncoding):
     features per level outside ``KERNEL_FEATURES``.
     """
 
-    def replays(self, in_tensor: Tensor) -> bool:
-        """Whether features looked up at these positions (..., 3) can be :meth:`replay` ed: the kernel computes them."""
+    def kernel_covers(self, in_tensor: Tensor) -> bool:
+        """Whether the kernel computes the features at these positions (..., 3) (then they can be replayed)."""
         covered = self.hash_table.shape[1] in KERNEL_FEATURES and self.log2_hashmap_size < 32
         return self.tcnn_encoding is None and covered and kernels.usable(in_tensor, self.hash_table)
 
@@ -60,10 +60,10 @@ class CPUHashEncoding(HashEncoding):
         """The features (..., L * F) of positions (..., 3) that an earlier lookup without gradients gave as ``known``,
         with the gradients attached as if looked up now: a training pass over samples whose density was just tested
         need not look them up twice."""
-        return self._kernel_lookup(in_tensor, known) if self.replays(in_tensor) else self(in_tensor)
+        return self._kernel_lookup(in_tensor, known) if self.kernel_covers(in_tensor) else self(in_tensor)
 
     def pytorch_fwd(self, in_tensor: Tensor) -> Tensor:
-        return self._kernel_lookup(in_tensor) if self.replays(in_tensor) else super().pytorch_fwd(in_tensor)
+        return self._kernel_lookup(in_tensor) if self.kernel_covers(in_tensor) else super().pytorch_fwd(in_tensor)
 
     def _kernel_lookup(self, in_tensor: Tensor, known: Tensor | None = None) -> Tensor:
         shape = in_tensor.shape[:-1]

@@ -100,7 +100,7 @@ class NGPField(Field):
         """Hash features (N, levels * features) of the samples, which the training pass of the ones found visible
         replays (a third of a CPU step's lookups); None where it cannot (anything but the CPU kernel's float32)."""
         x, _ = self.unit_positions(ray_samples.frustums.get_positions().reshape(-1, 3))
-        return self.encoding(x) if self.encoding.replays(x) else None
+        return self.encoding(x) if self.encoding.kernel_covers(x) else None
 
     def get_density(self, ray_samples: RaySamples, lookups: Tensor | None = None) -> tuple[Tensor, Tensor]:
         positions = ray_samples.frustums.get_positions()  # (..., 3)
