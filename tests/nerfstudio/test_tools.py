@@ -64,6 +64,46 @@ def test_each_child_gets_the_comparisons_settings_on_its_command_line(tiny_captu
         BudgetRun(method="frinr-ngp", data=tiny_capture, out=Path("out"), steps=1, minutes=1.0).check()
 
 
+def test_a_views_render_seconds_leave_out_the_metrics(monkeypatch, tmp_path: Path) -> None:
+    """ns-eval times a view together with its metrics (LPIPS loads AlexNet on the first) and image writing; the
+    render seconds of a comparison are the render's alone. On a fake clock each render takes 2 s, each view's metrics
+    5 s."""
+    from types import SimpleNamespace
+
+    from torch.utils.data import Dataset
+
+    from frinr_nerfstudio.tools import budgeted
+
+    clock = [0.0]
+    monkeypatch.setattr(budgeted.time, "perf_counter", lambda: clock[0])
+
+    class Views(Dataset):
+        cameras = SimpleNamespace(to=lambda device: None)
+
+        def __len__(self) -> int:
+            return 5
+
+    class Model:
+        def get_outputs_for_camera(self, camera) -> dict:
+            clock[0] += 2.0
+            return {}
+
+    class Pipeline:
+        model, device = Model(), "cpu"
+        datamanager = SimpleNamespace(eval_dataset=Views())
+
+        def get_average_eval_image_metrics(self, output_path: Path) -> dict:
+            for view in self.datamanager.fixed_indices_eval_dataloader.image_indices:
+                self.model.get_outputs_for_camera(view)
+                clock[0] += 5.0  # metrics and images
+            return {"psnr": 20.0, "fps": 1 / 7}
+
+    pipeline = Pipeline()
+    result = budgeted.evaluate(pipeline, 3, tmp_path)
+    assert result["eval_views"] == [0, 2, 4] and result["render_seconds_per_view"] == 2.0
+    assert "get_outputs_for_camera" not in vars(pipeline.model)  # the timing wrapper is gone afterwards
+
+
 @pytest.mark.parametrize(("args", "message"), [([], "--data is required"), (["--data", "/no/such/dir"], "not found")])
 def test_compare_bad_input(args, message, tmp_path: Path, capsys) -> None:
     assert main(["compare", "--steps", "1", "--out", str(tmp_path), *args]) == 2
