@@ -35,6 +35,8 @@ def render_seconds(run: Path, repeats: int) -> list[float]:
         for _ in range(repeats):
             start = time.perf_counter()
             pipeline.model.get_outputs_for_camera(camera)
+            if torch.device(pipeline.device).type == "cuda":
+                torch.cuda.synchronize(pipeline.device)
             times.append(time.perf_counter() - start)
         seconds.append(round(min(times), 2))
     return seconds

@@ -150,6 +150,8 @@ def evaluate(pipeline, views: int | None, renders: Path) -> dict:
     def timed_render(*args, **kwargs) -> dict:
         start = time.perf_counter()
         outputs = render(*args, **kwargs)
+        if torch.device(pipeline.device).type == "cuda":
+            torch.cuda.synchronize(pipeline.device)  # the GPU's work queued for the view is part of its render
         seconds.append(time.perf_counter() - start)
         return outputs
 
