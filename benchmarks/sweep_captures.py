@@ -44,6 +44,8 @@ VARIANTS: dict[str, dict] = {
     },
     "defaults": DEFAULTS,
     "defaults+camera-optimizer": DEFAULTS | {"camera_optimizer.mode": "SO3xR3"},
+    "defaults+cone-0.04": DEFAULTS | {"cone_angle": 0.04},
+    "defaults+distortion-0.002": DEFAULTS | {"distortion_loss_mult": 0.002},
 }
 """frinr-ngp's model settings per variant."""
 COLUMNS = ("psnr", "ssim", "train_samples_per_ray", "train_rays_per_second", "render_seconds_per_view")
@@ -106,7 +108,8 @@ def main() -> None:
         "appearance embedding, nerfstudio's camera optimizer (SO3xR3); the distortion variants add Mip-NeRF 360's "
         "distortion loss at the weight named (nerfacto's is 0.002) to the learned background; the cone variants "
         "set the step growth with distance (dt = t * cone angle; 0.004 in the others, instant-ngp's); 'defaults' is "
-        "the learned background at cone angle 0.02 (frinr-ngp's defaults on a capture). "
+        "the learned background at cone angle 0.02 (frinr-ngp's defaults on a capture), and each 'defaults+…' "
+        "changes one setting of it. "
         f"Runs were {args.jobs} one-thread jobs at a time, so train rays/s and render s/view compare variants "
         "with each other, not with solo runs."
     )
