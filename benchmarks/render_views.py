@@ -14,10 +14,11 @@ import argparse
 import json
 import os
 import statistics
-import time
 from pathlib import Path
 
 import torch
+
+from frinr_nerfstudio.tools.budgeted import timed
 
 
 def render_seconds(run: Path, repeats: int) -> list[float]:
@@ -31,13 +32,7 @@ def render_seconds(run: Path, repeats: int) -> list[float]:
     for view in result["eval_views"]:
         camera = cameras[view : view + 1].to(pipeline.device)
         pipeline.model.get_outputs_for_camera(camera)  # warm-up: first-call allocations, lazily built modules
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            pipeline.model.get_outputs_for_camera(camera)
-            if torch.device(pipeline.device).type == "cuda":
-                torch.cuda.synchronize(pipeline.device)
-            times.append(time.perf_counter() - start)
+        times = [timed(pipeline.model.get_outputs_for_camera, pipeline.device, camera)[1] for _ in range(repeats)]
         seconds.append(round(min(times), 2))
     return seconds
 

@@ -133,6 +133,16 @@ def evenly_spaced(total: int, count: int | None) -> list[int]:
     return sorted({round(i * (total - 1) / (count - 1)) for i in range(count)})
 
 
+def timed(render: Callable[..., dict], device: str | torch.device, *args, **kwargs) -> tuple[dict, float]:
+    """``render(*args, **kwargs)`` and its seconds. On a GPU a render returns before its queued kernels finish, so
+    the clock stops after a CUDA sync: that work is part of the render."""
+    start = time.perf_counter()
+    outputs = render(*args, **kwargs)
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+    return outputs, time.perf_counter() - start
+
+
 def evaluate(pipeline, views: int | None, renders: Path) -> dict:
     """ns-eval's metrics on ``views`` evenly spaced test views (every method of a comparison gets the same ones), with
     the seconds each view took to render. Those are timed around the render alone: ns-eval's fps also counts the
@@ -148,11 +158,8 @@ def evaluate(pipeline, views: int | None, renders: Path) -> dict:
     render = model.get_outputs_for_camera
 
     def timed_render(*args, **kwargs) -> dict:
-        start = time.perf_counter()
-        outputs = render(*args, **kwargs)
-        if torch.device(pipeline.device).type == "cuda":
-            torch.cuda.synchronize(pipeline.device)  # the GPU's work queued for the view is part of its render
-        seconds.append(time.perf_counter() - start)
+        outputs, took = timed(render, pipeline.device, *args, **kwargs)
+        seconds.append(took)
         return outputs
 
     model.get_outputs_for_camera = timed_render  # this instance only, for this evaluation
