@@ -25,6 +25,7 @@ PLAIN = {
     "camera_optimizer.mode": "off",
     "distortion_loss_mult": 0.0,
     "cone_angle": 0.004,
+    "use_gradient_scaling": False,
 }
 DEFAULTS = PLAIN | {"background_color": "learned", "cone_angle": 0.02}
 """frinr-ngp's settings on a capture since *captures-cone*."""
@@ -46,6 +47,7 @@ VARIANTS: dict[str, dict] = {
     "defaults+camera-optimizer": DEFAULTS | {"camera_optimizer.mode": "SO3xR3"},
     "defaults+cone-0.04": DEFAULTS | {"cone_angle": 0.04},
     "defaults+distortion-0.002": DEFAULTS | {"distortion_loss_mult": 0.002},
+    "defaults+gradient-scaling": DEFAULTS | {"use_gradient_scaling": True},
 }
 """frinr-ngp's model settings per variant."""
 COLUMNS = ("psnr", "ssim", "train_samples_per_ray", "train_rays_per_second", "render_seconds_per_view")
@@ -109,7 +111,8 @@ def main() -> None:
         "distortion loss at the weight named (nerfacto's is 0.002) to the learned background; the cone variants "
         "set the step growth with distance (dt = t * cone angle; 0.004 in the others, instant-ngp's); 'defaults' is "
         "the learned background at cone angle 0.02 (frinr-ngp's defaults on a capture), and each 'defaults+…' "
-        "changes one setting of it. "
+        "changes one setting of it; gradient-scaling scales each sample's gradients by its squared distance from "
+        "the camera, capped at 1 (nerfacto's use_gradient_scaling). "
         f"Runs were {args.jobs} one-thread jobs at a time, so train rays/s and render s/view compare variants "
         "with each other, not with solo runs."
     )

@@ -365,3 +365,47 @@ def test_cube_contraction_is_nerfstudios_inf_norm_contraction() -> None:
     ours, theirs = CubeContraction()(points), SceneContraction(order=float("inf"))(points)
     torch.testing.assert_close(ours, theirs)
     torch.testing.assert_close(*(torch.autograd.grad(x.square().sum(), points)[0] for x in (ours, theirs)))
+
+
+def field_gradients(model: NGPModel, bundle: RayBundle) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rendered colour and the RGB loss's gradient over every field parameter, flattened; the training march's
+    jitter seeded, so that two models see the same samples."""
+    model.zero_grad()
+    torch.manual_seed(1)
+    outputs = model(bundle)
+    model.get_loss_dict(outputs, {"image": torch.full((len(bundle), 3), 0.5)})["rgb_loss"].backward()
+    grads = [p.grad.flatten() for p in model.field.parameters() if p.grad is not None]
+    return outputs["rgb"].detach(), torch.cat(grads)
+
+
+def test_gradient_scaling_quiets_samples_near_the_camera_only() -> None:
+    """nerfacto's option: gradients times the squared distance from the camera, capped at 1. Rays from inside the
+    scene get smaller gradients and the same image; rays whose samples all lie a unit or more away are untouched."""
+    torch.manual_seed(0)
+    plain = capture_model(contraction="off").train()  # samples only in the box
+    scaled = capture_model(contraction="off", use_gradient_scaling=True).train()
+    scaled.load_state_dict(plain.state_dict())
+    far = rays(64)  # origins 4 from the centre: every sample lies 2.5 or more from its camera
+    rgb, grad = field_gradients(plain, far)
+    scaled_rgb, scaled_grad = field_gradients(scaled, far)
+    torch.testing.assert_close(scaled_rgb, rgb)
+    torch.testing.assert_close(scaled_grad, grad)
+    near = rays(64)
+    near.origins = near.origins / 40  # origins 0.1 from the centre
+    for model in (plain, scaled):
+        model.config.far_plane = 0.5  # every sample within half a unit: its gradients scaled by 0.25 or less
+    rgb, grad = field_gradients(plain, near)
+    scaled_rgb, scaled_grad = field_gradients(scaled, near)
+    torch.testing.assert_close(scaled_rgb, rgb)  # the image is the same; only the gradients shrink
+    assert 0 < scaled_grad.norm() <= 0.25 * grad.norm()
+
+
+def test_gradient_scaling_under_autocast_keeps_gradients_finite() -> None:
+    """On CUDA the field runs under float16 autocast while the scale is float32; bfloat16 reproduces the mix."""
+    torch.manual_seed(0)
+    model = capture_model(use_gradient_scaling=True).train()
+    bundle = rays(64)
+    bundle.origins = bundle.origins / 40
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        _, grad = field_gradients(model, bundle)
+    assert grad.abs().sum() > 0 and torch.isfinite(grad).all()

@@ -25,7 +25,7 @@ from nerfstudio.cameras.rays import RayBundle, RaySamples
 from nerfstudio.data.dataparsers.base_dataparser import DataParserConfig
 from nerfstudio.data.dataparsers.blender_dataparser import BlenderDataParserConfig
 from nerfstudio.field_components.field_heads import FieldHeadNames
-from nerfstudio.model_components.losses import MSELoss
+from nerfstudio.model_components.losses import MSELoss, scale_gradients_by_distance_squared
 from nerfstudio.model_components.ray_samplers import VolumetricSampler
 from nerfstudio.model_components.renderers import AccumulationRenderer, DepthRenderer, RGBRenderer
 from nerfstudio.models.base_model import Model, ModelConfig
@@ -86,6 +86,13 @@ class OccupancyModelConfig(ModelConfig):
     """Weight of Mip-NeRF 360's distortion loss (nerfacto uses 0.002): pulls each ray's weight into a compact surface,
     so rays keep fewer samples. Off: on the office capture at 0.002 it saved 14 % of the samples per ray with no PSNR
     gain at 200 steps, and cost 0.49 dB at 0.01 (BENCHMARKS.md, *captures-sweep*)."""
+    use_gradient_scaling: bool = False
+    """Scale each sample's gradients by its squared distance from the camera, capped at 1 (nerfstudio's
+    ``scale_gradients_by_distance_squared``, as nerfacto's option; Philip and Deschaintre, "Radiance Field Gradient
+    Scaling for Unbiased Near-Camera Training"): space close to a camera is seen by few rays, so an unscaled loss lets
+    each view explain itself with floaters in front of its own lens, which other views then look through. Off: on
+    maryrose it cost 0.95 dB at 1 000 steps, its object being closer than a unit to every camera (BENCHMARKS.md,
+    *captures-floaters*)."""
     camera_optimizer: CameraOptimizerConfig = field(default_factory=lambda: CameraOptimizerConfig(mode="off"))
     """nerfstudio's pose refinement (as nerfacto's, mode SO3xR3), for captures whose poses are noisy; trains in the
     'camera_opt' parameter group."""
@@ -299,6 +306,8 @@ class OccupancyModel(Model):
             frustums.origins, frustums.directions = ray_bundle.origins[ray_indices], ray_bundle.directions[ray_indices]
             lookups = evaluated.get("lookups") if test_here else None
             density, embedding = self.field.get_density(ray_samples, lookups)  # (N, 1), field-specific features
+        if self.training and self.config.use_gradient_scaling:
+            density = scale_gradients_by_distance_squared({"density": density}, ray_samples)["density"]
         weights = self.render_weights(ray_samples, density[..., 0], ray_indices, num_rays)[..., None]  # (N, 1)
         coloured, coloured_weights, coloured_rays = ray_samples, weights, ray_indices
         if self.colour_threshold() > 0:
@@ -306,6 +315,8 @@ class OccupancyModel(Model):
             coloured, coloured_weights, coloured_rays = ray_samples[keep], weights[keep], ray_indices[keep]
             embedding = embedding[keep] if embedding is not None else None
         rgb_samples = self.field.get_outputs(coloured, density_embedding=embedding)[FieldHeadNames.RGB]  # (M, 3)
+        if self.training and self.config.use_gradient_scaling:
+            rgb_samples = scale_gradients_by_distance_squared({"rgb": rgb_samples}, coloured)["rgb"]
         rgb = self.renderer_rgb(rgb=rgb_samples, weights=coloured_weights, ray_indices=coloured_rays, num_rays=num_rays)
         depth = self.renderer_depth(
             weights=weights, ray_samples=ray_samples, ray_indices=ray_indices, num_rays=num_rays
