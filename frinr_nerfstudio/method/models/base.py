@@ -90,9 +90,9 @@ class OccupancyModelConfig(ModelConfig):
     """Scale each sample's gradients by its squared distance from the camera, capped at 1 (nerfstudio's
     ``scale_gradients_by_distance_squared``, as nerfacto's option; Philip and Deschaintre, "Radiance Field Gradient
     Scaling for Unbiased Near-Camera Training"): space close to a camera is seen by few rays, so an unscaled loss lets
-    each view explain itself with floaters in front of its own lens, which other views then look through. Off: on
-    maryrose it cost 0.95 dB at 1 000 steps, its object being closer than a unit to every camera (BENCHMARKS.md,
-    *captures-floaters*)."""
+    each view explain itself with floaters in front of its own lens, which other views then look through. Off: at
+    1 000 steps it cost maryrose 0.95 dB (its object is closer than a unit to every camera) and gave office 0.17 dB
+    (BENCHMARKS.md, *captures-floaters*)."""
     camera_optimizer: CameraOptimizerConfig = field(default_factory=lambda: CameraOptimizerConfig(mode="off"))
     """nerfstudio's pose refinement (as nerfacto's, mode SO3xR3), for captures whose poses are noisy; trains in the
     'camera_opt' parameter group."""
