@@ -5,6 +5,8 @@ checkpoint, so that module calls :func:`install` at import. Process-wide changes
 
 - checkpoints under torch's ``weights_only=True`` (:mod:`.checkpoints`): every method (built-ins' checkpoints hold
   the same numpy scalars), version independent;
+- large freed CPU buffers kept for reuse (:mod:`.allocator`, glibc only): every method's CPU steps free and reallocate
+  buffers of tens of MB, which glibc would otherwise return to the kernel and fault in again each step;
 - :class:`~frinr_core.errors.InputError` as one line (:mod:`.errors`): raised only by our code, version independent;
 - CPU workers for ``--machine.num-devices N`` (:mod:`.distributed`): only runs whose pipeline is ours (a built-in's
   CPU DDP stays stock), and only on the nerfstudio version it was written for, since it replaces a private worker.
@@ -19,7 +21,7 @@ from __future__ import annotations
 import importlib.metadata
 import logging
 
-from frinr_nerfstudio.nerfstudio_fixes import checkpoints, distributed, errors
+from frinr_nerfstudio.nerfstudio_fixes import allocator, checkpoints, distributed, errors
 
 NERFSTUDIO_VERSION = "1.1.5"
 """The nerfstudio these fixes were written and tested against (pyproject pins it; a test checks that they agree)."""
@@ -43,6 +45,7 @@ def install() -> None:
     """Apply the process-wide fixes (idempotent). On another nerfstudio than :data:`NERFSTUDIO_VERSION`, the
     version-dependent one is skipped with one line saying so, instead of failing later."""
     checkpoints.allow_numpy_scalars()
+    allocator.reuse_large_blocks()
     errors.print_input_errors_in_one_line()
     version = importlib.metadata.version("nerfstudio")
     if version == NERFSTUDIO_VERSION:

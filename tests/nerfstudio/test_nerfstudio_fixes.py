@@ -1,5 +1,5 @@
-"""nerfstudio_fixes: checkpoints under torch's weights_only loading, offline LPIPS, one-line InputErrors, CPU workers
-for our runs only, and the version guard with its list of private names."""
+"""nerfstudio_fixes: checkpoints under torch's weights_only loading, offline LPIPS, one-line InputErrors, large CPU
+buffers reused, CPU workers for our runs only, and the version guard with its list of private names."""
 
 from __future__ import annotations
 
@@ -99,6 +99,23 @@ def test_uncaught_input_error_is_one_line_after_install() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     errors = [line for line in result.stderr.splitlines() if "warn" not in line.lower()]
     assert result.returncode == 1 and errors == ["frinr: error: scene has no test split"]
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="glibc's allocator settings")
+def test_a_freed_large_buffer_is_reused_after_install_not_faulted_in_again() -> None:
+    """A training step frees and reallocates its 64 MB hash-table gradient; after install() the second allocation
+    reuses the freed pages (stock glibc unmaps them and faults in all 16 384 pages again)."""
+    code = (
+        "import resource, torch\n"
+        "from frinr_nerfstudio import nerfstudio_fixes; nerfstudio_fixes.install()\n"
+        "def faults(): return resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
+        "grad = torch.zeros(1 << 24); del grad\n"
+        "before = faults(); grad = torch.zeros(1 << 24); print(faults() - before)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    pages = (1 << 24) * 4 // 4096
+    assert int(result.stdout.split()[-1]) < pages // 10
 
 
 @pytest.fixture
