@@ -26,6 +26,7 @@ PLAIN = {
     "distortion_loss_mult": 0.0,
     "cone_angle": 0.004,
     "use_gradient_scaling": False,
+    "near_plane": 0.05,
 }
 DEFAULTS = PLAIN | {"background_color": "learned", "cone_angle": 0.02}
 """frinr-ngp's settings on a capture since *captures-cone*."""
@@ -48,6 +49,7 @@ VARIANTS: dict[str, dict] = {
     "defaults+cone-0.04": DEFAULTS | {"cone_angle": 0.04},
     "defaults+distortion-0.002": DEFAULTS | {"distortion_loss_mult": 0.002},
     "defaults+gradient-scaling": DEFAULTS | {"use_gradient_scaling": True},
+    "defaults+near-0.65": DEFAULTS | {"near_plane": 0.65},
 }
 """frinr-ngp's model settings per variant."""
 COLUMNS = ("psnr", "ssim", "train_samples_per_ray", "train_rays_per_second", "render_seconds_per_view")
@@ -112,7 +114,8 @@ def main() -> None:
         "set the step growth with distance (dt = t * cone angle; 0.004 in the others, instant-ngp's); 'defaults' is "
         "the learned background at cone angle 0.02 (frinr-ngp's defaults on a capture), and each 'defaults+…' "
         "changes one setting of it; gradient-scaling scales each sample's gradients by its squared distance from "
-        "the camera, capped at 1 (nerfacto's use_gradient_scaling). "
+        "the camera, capped at 1 (nerfacto's use_gradient_scaling); near-0.65 starts the rays 0.65 from the camera "
+        "(0.05 in the others). "
         f"Runs were {args.jobs} one-thread jobs at a time, so train rays/s and render s/view compare variants "
         "with each other, not with solo runs."
     )

@@ -246,6 +246,37 @@ def test_a_distortion_weight_below_zero_or_nan_is_one_line(weight: float) -> Non
         capture_model(distortion_loss_mult=weight)
 
 
+def test_no_sample_lies_closer_to_its_camera_than_the_near_plane() -> None:
+    """Cameras inside the grid, so the march has candidates right in front of them."""
+    gen = torch.Generator().manual_seed(0)
+    origins = torch.nn.functional.normalize(torch.randn(256, 3, generator=gen), dim=-1)  # (256, 3), radius 1
+    bundle = RayBundle(
+        origins=origins, directions=torch.nn.functional.normalize(-origins + 0.3 * torch.randn(256, 3, generator=gen)),
+        pixel_area=torch.full((256, 1), 1e-4), camera_indices=torch.zeros(256, 1, dtype=torch.long),
+    )  # fmt: skip
+    nearest = {}
+    for near in (0.05, 0.65):
+        model = capture_model(near_plane=near).eval()
+        march = model.sampler.forward
+
+        def recorded(*args, march=march, near=near, **kwargs):
+            samples, ray_indices = march(*args, **kwargs)
+            nearest[near] = float(samples.frustums.starts.min())
+            return samples, ray_indices
+
+        model.sampler.forward = recorded
+        model(bundle)
+    assert nearest[0.05] < 0.6 and nearest[0.65] == pytest.approx(0.65)  # float32 starts
+
+
+@pytest.mark.parametrize(
+    "planes", [{"near_plane": -0.1}, {"near_plane": 2.0, "far_plane": 1.0}, {"near_plane": float("nan")}]
+)
+def test_impossible_near_and_far_planes_are_one_line(planes: dict) -> None:
+    with pytest.raises(InputError, match="0 <= near_plane < far_plane"):
+        capture_model(**planes)
+
+
 def test_distortion_loss_under_autocast_is_float32_and_its_gradients_finite() -> None:
     """On CUDA nerfstudio computes the losses under float16 autocast; the CPU's bfloat16 reproduces the mixed dtypes."""
     torch.manual_seed(0)

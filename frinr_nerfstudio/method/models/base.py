@@ -75,6 +75,11 @@ class OccupancyModelConfig(ModelConfig):
     blank background), on for every other dataparser (real captures); our pipelines resolve it, a model built
     without one takes off."""
     near_plane: float = 0.05
+    """Where rays start, in the scene's units (nerfstudio-data scales the cameras into [-1, 1]). A capture whose
+    cameras stand well away from the object, with a narrow view (maryrose: ~0.9 away, 18.6 degrees), may set it
+    to just short of the object: space that close to a camera is seen by that camera alone, where each view can
+    paint floaters that the views between show as haze (+0.7 dB on maryrose at 0.65, -0.4 dB on office, whose
+    cameras do not converge on an object: BENCHMARKS.md, *near plane*)."""
     far_plane: float = 1e3
     background_color: Literal["auto", "random", "black", "white", "learned"] = "white"
     """What a ray sees after the grid. White matches blender-data, which composites its RGBA images on white; the
@@ -153,6 +158,10 @@ class OccupancyModel(Model):
         super().populate_modules()
         if not self.config.distortion_loss_mult >= 0:  # also NaN
             raise InputError(f"distortion_loss_mult must be a weight >= 0, got {self.config.distortion_loss_mult}")
+        if not 0 <= self.config.near_plane < self.config.far_plane:  # also NaN
+            raise InputError(
+                f"rays need 0 <= near_plane < far_plane, got {self.config.near_plane} and {self.config.far_plane}"
+            )
         colour = "white" if self.config.background_color == "auto" else self.config.background_color  # unsettled
         self.background = BackgroundField() if colour == "learned" else None  # rendered on black, the learned added
         self.renderer_rgb = RGBRenderer(background_color="black" if colour == "learned" else colour)
