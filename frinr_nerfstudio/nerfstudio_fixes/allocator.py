@@ -2,10 +2,11 @@
 
 glibc's malloc serves a block above its mmap threshold (which adapts, but never past 32 MB) with fresh pages from
 the kernel and unmaps them on free. A training step on the CPU frees and reallocates buffers larger than that every
-time (frinr-ngp's 64 MB hash-table gradient, the visibility test's 34 MB of hash features), so every step faulted
-in tens of thousands of new pages: zeroing the 64 MB gradient took 34 ms instead of 5 ms, and a frinr-ngp step on a
-real capture ran ~10 % longer (BENCHMARKS.md, notes at the top). Raising the mmap and trim thresholds to 1 GB lets
-such blocks be reused from the heap. The cost: a process keeps up to that much freed memory resident.
+time (frinr-ngp's 64 MB hash-table gradient; every 16th step also the occupancy-grid refresh's 34 MB of hash
+features), so every step faulted in at least 16 384 new pages: zeroing the 64 MB gradient took 34 ms instead of
+5 ms, and a frinr-ngp step on a real capture ran ~10 % longer (BENCHMARKS.md, notes at the top). Raising the mmap
+and trim thresholds to 1 GB lets such blocks be reused from the heap. The cost: a process keeps up to that much
+freed memory resident.
 """
 
 from __future__ import annotations
