@@ -27,10 +27,11 @@ def small_model(fr: bool = True) -> NGPModel:
     return config.setup(scene_box=SceneBox(torch.tensor([[-1.5] * 3, [1.5] * 3])), num_train_data=1)
 
 
-def rays(n: int = 256) -> RayBundle:
+def rays(n: int = 256, radius: float = 4.0) -> RayBundle:
+    """``n`` rays from cameras ``radius`` from the centre, looking roughly at it."""
     gen = torch.Generator().manual_seed(0)
-    origins = torch.nn.functional.normalize(torch.randn(n, 3, generator=gen), dim=-1) * 4
-    directions = torch.nn.functional.normalize(torch.rand(n, 3, generator=gen) - 0.5 - origins / 4, dim=-1)
+    origins = torch.nn.functional.normalize(torch.randn(n, 3, generator=gen), dim=-1) * radius
+    directions = torch.nn.functional.normalize(torch.rand(n, 3, generator=gen) - 0.5 - origins / radius, dim=-1)
     return RayBundle(
         origins=origins, directions=directions, pixel_area=torch.full((n, 1), 1e-4),
         camera_indices=torch.zeros(n, 1, dtype=torch.long),
@@ -248,12 +249,7 @@ def test_a_distortion_weight_below_zero_or_nan_is_one_line(weight: float) -> Non
 
 def test_no_sample_lies_closer_to_its_camera_than_the_near_plane() -> None:
     """Cameras inside the grid, so the march has candidates right in front of them."""
-    gen = torch.Generator().manual_seed(0)
-    origins = torch.nn.functional.normalize(torch.randn(256, 3, generator=gen), dim=-1)  # (256, 3), radius 1
-    bundle = RayBundle(
-        origins=origins, directions=torch.nn.functional.normalize(-origins + 0.3 * torch.randn(256, 3, generator=gen)),
-        pixel_area=torch.full((256, 1), 1e-4), camera_indices=torch.zeros(256, 1, dtype=torch.long),
-    )  # fmt: skip
+    bundle = rays(256, radius=1.0)
     nearest = {}
     for near in (0.05, 0.65):
         model = capture_model(near_plane=near).eval()
