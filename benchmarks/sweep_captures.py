@@ -27,6 +27,7 @@ PLAIN = {
     "cone_angle": 0.004,
     "use_gradient_scaling": False,
     "near_plane": 0.05,
+    "far_plane": 1e3,
 }
 DEFAULTS = PLAIN | {"background_color": "learned", "cone_angle": 0.02}
 """frinr-ngp's settings on a capture since *captures-cone*."""
@@ -49,7 +50,10 @@ VARIANTS: dict[str, dict] = {
     "defaults+cone-0.04": DEFAULTS | {"cone_angle": 0.04},
     "defaults+distortion-0.002": DEFAULTS | {"distortion_loss_mult": 0.002},
     "defaults+gradient-scaling": DEFAULTS | {"use_gradient_scaling": True},
-    "defaults+near-0.65": DEFAULTS | {"near_plane": 0.65},
+    **{f"defaults+near-{near}": DEFAULTS | {"near_plane": near} for near in (0.65, 0.75, 0.85)},
+    "defaults+far-1.4": DEFAULTS | {"far_plane": 1.4},
+    "defaults+appearance-embedding": DEFAULTS | {"field.appearance_embedding_dim": 32},
+    "defaults+appearance+near-0.65": DEFAULTS | {"field.appearance_embedding_dim": 32, "near_plane": 0.65},
 }
 """frinr-ngp's model settings per variant."""
 COLUMNS = ("psnr", "ssim", "train_samples_per_ray", "train_rays_per_second", "render_seconds_per_view")

@@ -170,3 +170,15 @@ def test_every_benchmarked_fr_variant_names_real_settings() -> None:
     assert not config.pipeline.model.field.rgbnet.fr
     with pytest.raises(KeyError, match="no setting"):
         apply(config, {"pipeline.model.field.rgbnet.no_such": 1})
+
+
+def test_every_capture_sweep_variant_names_real_settings() -> None:
+    """The capture sweep's variants (dotted paths into frinr-ngp's model config) all resolve and keep their values."""
+    from benchmarks.nerf import apply
+    from benchmarks.sweep_captures import VARIANTS
+    from frinr_nerfstudio.method.models.ngp import NGPModelConfig
+
+    for overrides in VARIANTS.values():
+        model = NGPModelConfig()
+        apply(model, overrides)
+        assert model.near_plane == overrides["near_plane"] and model.far_plane == overrides["far_plane"]
