@@ -117,9 +117,9 @@ def main() -> None:
         "distortion loss at the weight named (nerfacto's is 0.002) to the learned background; the cone variants "
         "set the step growth with distance (dt = t * cone angle; 0.004 in the others, instant-ngp's); 'defaults' is "
         "the learned background at cone angle 0.02 (frinr-ngp's defaults on a capture), and each 'defaults+…' "
-        "changes one setting of it; gradient-scaling scales each sample's gradients by its squared distance from "
-        "the camera, capped at 1 (nerfacto's use_gradient_scaling); near-0.65 starts the rays 0.65 from the camera "
-        "(0.05 in the others). "
+        "changes the settings it names; gradient-scaling scales each sample's gradients by its squared distance "
+        "from the camera, capped at 1 (nerfacto's use_gradient_scaling); near-N starts the rays N from the camera "
+        "(0.05 in the others) and far-N ends them there (1000 in the others). "
         f"Runs were {args.jobs} one-thread jobs at a time, so train rays/s and render s/view compare variants "
         "with each other, not with solo runs."
     )
