@@ -27,10 +27,12 @@ PLAIN = {
     "cone_angle": 0.004,
     "use_gradient_scaling": False,
     "near_plane": 0.05,
+    "object_sphere": "off",
     "far_plane": 1e3,
 }
 DEFAULTS = PLAIN | {"background_color": "learned", "cone_angle": 0.02}
-"""frinr-ngp's settings on a capture since *captures-cone*."""
+"""frinr-ngp's settings on a capture from *captures-cone* until the object sphere (which ``defaults+object-sphere``
+adds: frinr-ngp's settings on a capture since)."""
 ALL = PLAIN | {"background_color": "learned", "field.appearance_embedding_dim": 32, "camera_optimizer.mode": "SO3xR3"}
 VARIANTS: dict[str, dict] = {
     "plain": PLAIN,
@@ -51,6 +53,7 @@ VARIANTS: dict[str, dict] = {
     "defaults+distortion-0.002": DEFAULTS | {"distortion_loss_mult": 0.002},
     "defaults+gradient-scaling": DEFAULTS | {"use_gradient_scaling": True},
     **{f"defaults+near-{near}": DEFAULTS | {"near_plane": near} for near in (0.65, 0.75, 0.85)},
+    "defaults+object-sphere": DEFAULTS | {"object_sphere": "auto"},
     "defaults+far-1.4": DEFAULTS | {"far_plane": 1.4},
     "defaults+appearance-embedding": DEFAULTS | {"field.appearance_embedding_dim": 32},
     "defaults+appearance+near-0.65": DEFAULTS | {"field.appearance_embedding_dim": 32, "near_plane": 0.65},
@@ -111,15 +114,16 @@ def main() -> None:
     body = (
         f"{table(results)}\n\nfrinr-ngp (FR) on the shared captures (nerfstudio-data, contraction on), "
         f"{args.steps} steps, seeds {seeds}, test PSNR/SSIM on {args.eval_views} evenly spaced test views. "
-        "Each variant states all four settings: nerfacc's cap of the alpha threshold at the mean occupancy, a "
-        "learned background (colour per direction beyond the grid) instead of white, a 32-wide per-image "
-        "appearance embedding, nerfstudio's camera optimizer (SO3xR3); the distortion variants add Mip-NeRF 360's "
-        "distortion loss at the weight named (nerfacto's is 0.002) to the learned background; the cone variants "
-        "set the step growth with distance (dt = t * cone angle; 0.004 in the others, instant-ngp's); 'defaults' is "
-        "the learned background at cone angle 0.02 (frinr-ngp's defaults on a capture), and each 'defaults+…' "
-        "changes the settings it names; gradient-scaling scales each sample's gradients by its squared distance "
-        "from the camera, capped at 1 (nerfacto's use_gradient_scaling); near-N starts the rays N from the camera "
-        "(0.05 in the others) and far-N ends them there (1000 in the others). "
+        "Each variant states all four settings: nerfacc's cap of the alpha threshold at the mean occupancy, a learned"
+        " background (colour per direction beyond the grid) instead of white, a 32-wide per-image appearance "
+        "embedding, nerfstudio's camera optimizer (SO3xR3); the distortion variants add Mip-NeRF 360's distortion "
+        "loss at the weight named (nerfacto's is 0.002) to the learned background; the cone variants set the step "
+        "growth with distance (dt = t * cone angle; 0.004 in the others, instant-ngp's); 'defaults' is the learned "
+        "background at cone angle 0.02 (frinr-ngp's defaults on a capture until the object sphere), and each "
+        "'defaults+…' changes the settings it names; gradient-scaling scales each sample's gradients by its squared "
+        "distance from the camera, capped at 1 (nerfacto's use_gradient_scaling); near-N starts the rays N from the "
+        "camera (0.05 in the others) and far-N ends them there (1000 in the others); object-sphere starts each ray "
+        "where it could first reach the sphere its cameras surround (found from the poses; off in the others). "
         f"Runs were {args.jobs} one-thread jobs at a time, so train rays/s and render s/view compare variants "
         "with each other, not with solo runs."
     )

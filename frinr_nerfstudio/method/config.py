@@ -31,6 +31,7 @@ from frinr_nerfstudio import nerfstudio_fixes
 from frinr_nerfstudio.method.models.dvgo import DVGOModelConfig
 from frinr_nerfstudio.method.models.ngp import NGPModelConfig
 from frinr_nerfstudio.method.pipelines import FrinrDynamicBatchPipelineConfig, FrinrPipelineConfig
+from frinr_nerfstudio.nerfstudio_fixes.datacheck import scene_dataparser
 
 # Every ns-* command discovers methods (this module) before it trains or loads a checkpoint, so this is
 # where nerfstudio learns what it lacks here: checkpoints that load under weights_only, one-line input
@@ -50,7 +51,7 @@ class FrinrTrainerConfig(TrainerConfig):
             previous = yaml.load(recorded.read_text(), Loader=yaml.Loader)
             if isinstance(previous, TrainerConfig) and type(previous.pipeline.model) is type(model):
                 model.adopt(previous.pipeline.model)
-        model.settle(self.pipeline.datamanager.dataparser, self.machine.device_type)
+        model.settle(scene_dataparser(self.pipeline.datamanager), self.machine.device_type)
         self.mixed_precision = self.mixed_precision and self.machine.device_type == "cuda"  # no autocast on the CPU
         super().save_config()
 

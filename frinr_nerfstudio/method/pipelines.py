@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineConfig
 from nerfstudio.pipelines.dynamic_batch import DynamicBatchPipeline, DynamicBatchPipelineConfig
 
-from frinr_nerfstudio.nerfstudio_fixes.datacheck import use_checked_parser
+from frinr_nerfstudio.nerfstudio_fixes.datacheck import scene_dataparser, use_checked_parser
 from frinr_nerfstudio.nerfstudio_fixes.distributed import DeviceAgnosticDDP
 
 
@@ -26,7 +26,7 @@ class CheckedScene:
 
     def __init__(self, config: VanillaPipelineConfig, device, *args, **kwargs):
         use_checked_parser(config.datamanager.dataparser)
-        config.model.settle(config.datamanager.dataparser, device)
+        config.model.settle(scene_dataparser(config.datamanager), device)
         super().__init__(config, device, *args, **kwargs)
 
 

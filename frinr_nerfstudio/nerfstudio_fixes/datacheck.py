@@ -26,6 +26,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+from nerfstudio.data.datamanagers.base_datamanager import DataManagerConfig
 from nerfstudio.data.dataparsers.base_dataparser import DataParserConfig
 from nerfstudio.data.dataparsers.blender_dataparser import Blender, BlenderDataParserConfig
 from nerfstudio.data.dataparsers.instant_ngp_dataparser import InstantNGP, InstantNGPDataParserConfig
@@ -231,3 +232,11 @@ def use_checked_parser(config: DataParserConfig) -> DataParserConfig:
     """
     config._target = CHECKED_PARSERS.get(config._target, config._target)
     return config
+
+
+def scene_dataparser(datamanager: DataManagerConfig) -> DataParserConfig:
+    """The datamanager's dataparser config, pointed at the data it will read (in place), as nerfstudio's datamanager
+    does only when it is built: ``ns-train --data`` sets the datamanager's path, not the dataparser's."""
+    if getattr(datamanager, "data", None) is not None:
+        datamanager.dataparser.data = Path(datamanager.data)
+    return datamanager.dataparser

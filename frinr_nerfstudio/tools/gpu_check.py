@@ -5,7 +5,8 @@ Writes ``outputs/gpu_check/gpu_check.json`` and prints a one-screen summary:
 - which backends loaded: GPU, torch / CUDA versions, tinycudann, nerfacc and whether its kernels built;
 - FR gradients on CUDA equal the CPU's for the same seed and inputs (float32), and agree under float16 autocast;
 - frinr-ngp with mixed precision for 500 steps on a ``frinr make-scene`` scene, with a render from a second thread
-  every 50 steps (the viewer's thread, without autocast), then ``ns-eval``'s metrics from the saved run;
+  every 50 steps (the viewer's thread, without autocast), then ``ns-eval``'s metrics from the saved run; its rays
+  start at an object sphere, as on a walk-around capture (nerfacc's per-ray start);
 - the same with the torch backends forced (torch hash encoding, torch occupancy grid);
 - frinr-dvgo for 400 steps, then ``ns-eval``'s metrics;
 - a checkpoint trained on the CPU, loaded (as ``ns-eval``/``ns-viewer`` do) and rendered on the GPU;
@@ -196,6 +197,12 @@ def run_method(method: str, device: str, steps: int, budget: Budget, edit: Calla
     return result | evaluated | {"ok": result["ok"] and evaluated["ok"]}
 
 
+def object_sphere(config) -> None:
+    """Rays start where they could first reach a sphere around the scene's objects (all within 1.3 of the centre,
+    cameras 4 away), as a walk-around capture's do: nerfacc's sampler then starts each ray at its own distance."""
+    config.pipeline.model.object_sphere = (0.0, 0.0, 0.0, 1.5)
+
+
 def torch_backends(config) -> None:
     config.pipeline.model.field.implementation = "torch"
     config.pipeline.model.occupancy_backend = "torch"
@@ -242,7 +249,7 @@ def cpu_checkpoint_on(device: str, budget: Budget) -> dict:
 def checks(device: str, budget: Budget) -> dict[str, Callable[[], dict]]:
     return {
         "fr_gradients": lambda: fr_gradients(device),
-        "frinr_ngp_mixed_precision": lambda: run_method("frinr-ngp", device, budget.ngp_steps, budget),
+        "frinr_ngp_mixed_precision": lambda: run_method("frinr-ngp", device, budget.ngp_steps, budget, object_sphere),
         "frinr_ngp_torch_backends": lambda: run_method("frinr-ngp", device, budget.ngp_steps, budget, torch_backends),
         "frinr_dvgo": lambda: run_method("frinr-dvgo", device, budget.dvgo_steps, budget, dvgo_schedule(budget)),
         "cpu_checkpoint_on_gpu": lambda: cpu_checkpoint_on(device, budget),

@@ -63,6 +63,7 @@ def small_ngp(**settings) -> NGPModelConfig:
 
 def built(config, device: str):
     """The model nerfstudio's pipeline builds for ``device`` (settled, then populated; not moved)."""
+    config.object_sphere = "off"  # a capture's parser without its files: nothing to find a sphere in
     config.settle(NerfstudioDataParserConfig(), device)
     return config.setup(scene_box=BOX, num_train_data=1, device=device)
 
@@ -95,15 +96,17 @@ def test_without_cuda_auto_is_torch_and_tcnn_is_a_one_line_error() -> None:
         built(config, "cpu")
 
 
-def test_saved_config_records_what_auto_meant(gpu_host, tmp_path: Path) -> None:
+def test_saved_config_records_what_auto_meant(gpu_host, tmp_path: Path, tiny_capture: Path) -> None:
     """ns-train saves config.yml before the model exists; our TrainerConfig settles first, so the file says which
-    modules the checkpoint will hold — on a GPU host with --machine.device-type cpu, the CPU's."""
+    modules the checkpoint will hold — on a GPU host with --machine.device-type cpu, the CPU's — and the object
+    sphere of the scene that ``--data`` names (the tiny scene's cameras orbit its object)."""
     from nerfstudio.configs.method_configs import all_methods
 
     for device, expected in (("cpu", ("torch", "torch", 64, False)), ("cuda", ("tcnn", "nerfacc", 128, True))):
         config = copy.deepcopy(all_methods["frinr-ngp"])
         config.output_dir, config.machine.device_type = tmp_path / device, device
         config.pipeline.datamanager.dataparser = NerfstudioDataParserConfig()
+        config.pipeline.datamanager.data = tiny_capture  # what ns-train --data sets
         config.mixed_precision = True
         config.set_timestamp()
         config.save_config()
@@ -112,6 +115,7 @@ def test_saved_config_records_what_auto_meant(gpu_host, tmp_path: Path) -> None:
         recorded = (model.field.implementation, model.occupancy_backend, model.grid_resolution, saved.mixed_precision)
         assert recorded == expected and model.contraction == "on" and model.background_color == "learned"
         assert model.cone_angle == 0.02  # the step growth with contraction (CONTRACTED_CONE_ANGLE)
+        assert isinstance(model.object_sphere, tuple) and len(model.object_sphere) == 4
 
 
 def test_cpu_trained_run_loads_on_a_gpu_host(trained_ngp: Path, monkeypatch: pytest.MonkeyPatch) -> None:

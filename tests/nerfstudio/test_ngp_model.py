@@ -158,11 +158,11 @@ def test_background_auto_is_learned_on_captures_white_on_blender_and_explicit_ch
 
     expected = {BlenderDataParserConfig: "white", NerfstudioDataParserConfig: "learned",
                 InstantNGPDataParserConfig: "learned"}  # fmt: skip
-    for parser, colour in expected.items():
-        config = NGPModelConfig()
+    for parser, colour in expected.items():  # the parsers without files: no object sphere to look for
+        config = NGPModelConfig(object_sphere="off")
         config.settle(parser(), "cpu")
         assert config.background_color == colour
-        explicit = NGPModelConfig(background_color="black")
+        explicit = NGPModelConfig(background_color="black", object_sphere="off")
         explicit.settle(parser(), "cpu")
         assert explicit.background_color == "black"
     assert DVGOModelConfig().background_color == "white"  # measured for frinr-ngp only
@@ -370,10 +370,12 @@ def test_cone_angle_is_settled_and_recorded_per_scene() -> None:
 
     from frinr_nerfstudio.method.models.dvgo import DVGOModelConfig
 
-    for config, parser, cone in [(NGPModelConfig(), NerfstudioDataParserConfig(), CONTRACTED_CONE_ANGLE),
+    off = {"object_sphere": "off"}  # the parsers have no files to find a sphere in
+    capture = NerfstudioDataParserConfig()
+    for config, parser, cone in [(NGPModelConfig(**off), capture, CONTRACTED_CONE_ANGLE),
                                  (NGPModelConfig(), BlenderDataParserConfig(), 0.004),
                                  (DVGOModelConfig(), BlenderDataParserConfig(), 0.0),
-                                 (NGPModelConfig(cone_angle=0.01), NerfstudioDataParserConfig(), 0.01)]:  # fmt: skip
+                                 (NGPModelConfig(cone_angle=0.01, **off), capture, 0.01)]:  # fmt: skip
         config.settle(parser, "cpu")
         assert config.cone_angle == cone
     unsettled = NGPModelConfig()

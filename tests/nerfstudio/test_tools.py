@@ -182,3 +182,4 @@ def test_every_capture_sweep_variant_names_real_settings() -> None:
         model = NGPModelConfig()
         apply(model, overrides)
         assert model.near_plane == overrides["near_plane"] and model.far_plane == overrides["far_plane"]
+        assert model.object_sphere == overrides["object_sphere"]  # stated, so "defaults" keeps its meaning

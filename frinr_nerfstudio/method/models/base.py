@@ -15,6 +15,7 @@ does not.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
@@ -30,12 +31,14 @@ from nerfstudio.model_components.ray_samplers import VolumetricSampler
 from nerfstudio.model_components.renderers import AccumulationRenderer, DepthRenderer, RGBRenderer
 from nerfstudio.models.base_model import Model, ModelConfig
 from nerfstudio.utils import colormaps
+from nerfstudio.utils.rich_utils import CONSOLE
 from torch import Tensor
 from torchmetrics.functional.image import peak_signal_noise_ratio
 
 from frinr_core import metrics
 from frinr_core.errors import InputError
 from frinr_nerfstudio.method.field_components.background import BackgroundField
+from frinr_nerfstudio.method.object_sphere import find_object_sphere, ray_starts, train_cameras
 from frinr_nerfstudio.method.samplers import (
     EARLY_STOP_EPS,
     NerfaccOccGrid,
@@ -75,12 +78,16 @@ class OccupancyModelConfig(ModelConfig):
     blank background), on for every other dataparser (real captures); our pipelines resolve it, a model built
     without one takes off."""
     near_plane: float = 0.05
-    """Where rays start, in the scene's units (nerfstudio-data scales the cameras into [-1, 1]). A capture whose
-    cameras stand well away from the object, with a narrow view (maryrose: ~0.9 away, 18.6 degrees), may set it
-    to just short of the object: space that close to a camera is seen by that camera alone, where each view can
-    paint floaters that the views between show as haze (maryrose, 1 000 steps: +0.7 dB at 0.65, +1.7 dB at 0.75
-    and 0.85, its object's near side 0.75-0.86 away; office, whose cameras do not converge on an object: -0.4 dB at
-    0.65; BENCHMARKS.md, *near plane*)."""
+    """How near its camera a ray may start, in the scene's units (nerfstudio-data scales the cameras into [-1, 1]);
+    nerfstudio's nerfacto and instant-ngp use 0.05."""
+    object_sphere: Literal["auto", "off"] | tuple[float, float, float, float] = "auto"
+    """Rays start no nearer than where they could first reach this sphere (centre x y z, radius): for cameras that
+    stand around an object and look at it, the space just in front of each lens is seen by that camera alone, and
+    each view paints floaters there that the views between show as haze (maryrose, 1 000 steps: +1.7 dB with rays
+    starting 0.75-0.85 from the cameras; office, whose cameras do not surround an object: -0.4 dB with 0.65;
+    BENCHMARKS.md, *near plane*; in 10 minutes +4.2 dB, *object sphere*). auto: found from the training cameras
+    when they surround an object (:func:`~frinr_nerfstudio.method.object_sphere.find_object_sphere`), off otherwise
+    and on blender-data. A viewer camera closer to the object still sees all of the sphere."""
     far_plane: float = 1e3
     background_color: Literal["auto", "random", "black", "white", "learned"] = "white"
     """What a ray sees after the grid. White matches blender-data, which composites its RGBA images on white; the
@@ -119,8 +126,15 @@ class OccupancyModelConfig(ModelConfig):
                 head = getattr(head, name)
             head.fr = on
 
-    SETTLED: ClassVar[tuple[str, ...]] = ("contraction", "cone_angle", "background_color", "occupancy_backend")
+    SETTLED: ClassVar[tuple[str, ...]] = (
+        "contraction", "cone_angle", "background_color", "object_sphere", "occupancy_backend"
+    )  # fmt: skip
     """Settings that ``settle`` turns from auto (or None) into what they mean for a scene and device."""
+
+    def __setstate__(self, state: dict) -> None:
+        """How config.yml loads (yaml, as pickle): a run recorded before a setting existed gets what it was trained
+        with, not a later default. Rays started at the near plane before the object sphere (2026-12-07)."""
+        self.__dict__.update({"object_sphere": "off"} | state)
 
     def adopt(self, recorded: OccupancyModelConfig) -> None:
         """Take the settled values of a recorded run for what is still unsettled here, in place: resuming a run
@@ -136,13 +150,20 @@ class OccupancyModelConfig(ModelConfig):
     def settle(self, dataparser: DataParserConfig | None, device: str | torch.device) -> None:
         """Replace every ``auto`` by what it means for this scene and device, in place. Called when a run's config is
         saved (so config.yml records it and every later load rebuilds the same modules) and when a pipeline is
-        built; explicit settings stay (they may be a recorded run's)."""
+        built; explicit settings stay (they may be a recorded run's). The object sphere reads the scene's training
+        cameras (its transforms file, not its images)."""
         if dataparser is not None:
             synthetic = isinstance(dataparser, BlenderDataParserConfig)
             if self.contraction == "auto":
                 self.contraction = "off" if synthetic else "on"
             if self.background_color == "auto":
                 self.background_color = "white" if synthetic else "learned"
+            if self.object_sphere == "auto":  # blender-data's scene box bounds its rays already
+                found = None if synthetic else find_object_sphere(train_cameras(dataparser))
+                self.object_sphere = "off" if found is None else tuple(round(value, 4) for value in found)
+                if found is not None:
+                    CONSOLE.log(f"object sphere {self.object_sphere}: the cameras surround an object (rays start "
+                                f"there; --pipeline.model.object-sphere off to march from the near plane)")  # fmt: skip
         if self.cone_angle is None and self.contraction != "auto":  # recorded, so a later default cannot change a run
             self.cone_angle = CONTRACTED_CONE_ANGLE if self.contraction == "on" else self._target.bounded_cone_angle
         self.occupancy_backend = backends.occupancy_grid(self.occupancy_backend, device)
@@ -157,12 +178,16 @@ class OccupancyModel(Model):
 
     def populate_modules(self) -> None:
         super().populate_modules()
+        self.config.settle(None, self.kwargs.get("device", "cpu"))  # a no-op for a pipeline's (settled) config
         if not self.config.distortion_loss_mult >= 0:  # also NaN
             raise InputError(f"distortion_loss_mult must be a weight >= 0, got {self.config.distortion_loss_mult}")
         if not 0 <= self.config.near_plane < self.config.far_plane:  # also NaN
             raise InputError(
                 f"rays need 0 <= near_plane < far_plane, got {self.config.near_plane} and {self.config.far_plane}"
             )
+        sphere = self.config.object_sphere
+        if isinstance(sphere, tuple) and not (len(sphere) == 4 and all(map(math.isfinite, sphere)) and sphere[3] > 0):
+            raise InputError(f"object_sphere needs a finite centre x y z and a radius > 0, got {sphere}")
         colour = "white" if self.config.background_color == "auto" else self.config.background_color  # unsettled
         self.background = BackgroundField() if colour == "learned" else None  # rendered on black, the learned added
         self.renderer_rgb = RGBRenderer(background_color="black" if colour == "learned" else colour)
@@ -297,6 +322,9 @@ class OccupancyModel(Model):
         num_rays = len(ray_bundle)
         if self.training:
             self.camera_optimizer.apply_to_raybundle(ray_bundle)  # nothing when its mode is off
+        if isinstance(self.config.object_sphere, tuple):  # both samplers start rays at ray_bundle.nears
+            ray_bundle.nears = ray_starts(ray_bundle.origins, self.config.object_sphere, self.config.near_plane)
+            ray_bundle.fars = torch.full_like(ray_bundle.nears, self.config.far_plane)
         test_here = not self.training or self.sampler.density_fn is None  # or the sampler tested (nerfacc's)
         with torch.no_grad():  # the samples worth rendering, tested without gradients (in the sampler, or here)
             ray_samples, ray_indices = self.sampler(

@@ -130,7 +130,6 @@ class DVGOModel(OccupancyModel):
         if dist.is_initialized() and dist.get_world_size() > 1:
             raise InputError("frinr-dvgo trains on one device: its grids change shape, which DDP cannot follow")
         box = self.scene_box.aabb.float()  # (2, 3)
-        self.config.settle(None, self.kwargs.get("device", "cpu"))  # a no-op for a pipeline's (settled) config
         self.field = self.config.field.setup(scene_aabb=box, contract=self.config.contraction == "on")
         coarse = self.config.coarse
         self.field.start_stage(

@@ -61,7 +61,6 @@ class NGPModel(OccupancyModel):
 
     def populate_modules(self) -> None:
         super().populate_modules()
-        self.config.settle(None, self.kwargs.get("device", "cpu"))  # a no-op for a pipeline's (settled) config
         self.field = self.config.field.setup(
             aabb=self.scene_box.aabb, contract=self.config.contraction == "on", num_images=self.num_train_data
         )
