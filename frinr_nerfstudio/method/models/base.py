@@ -85,7 +85,7 @@ class OccupancyModelConfig(ModelConfig):
     stand around an object and look at it, the space just in front of each lens is seen by that camera alone, and
     each view paints floaters there that the views between show as haze (maryrose, 1 000 steps: +1.7 dB with rays
     starting 0.75-0.85 from the cameras; office, whose cameras do not surround an object: -0.4 dB with 0.65;
-    BENCHMARKS.md, *near plane*; in 10 minutes +4.2 dB, *object sphere*). auto: found from the training cameras
+    BENCHMARKS.md, *near plane*; in 10 minutes +4.3 dB, *object sphere*). auto: found from the training cameras
     when they surround an object (:func:`~frinr_nerfstudio.method.object_sphere.find_object_sphere`), off otherwise
     and on blender-data. A viewer camera closer to the object still sees all of the sphere."""
     far_plane: float = 1e3
